@@ -1,0 +1,286 @@
+"""The sweep file's schema: typed, frozen pydantic models parsed once at the YAML boundary.
+
+Everything inside convsweep receives these objects, never raw dicts. Every model forbids unknown keys so
+that a misspelt knob is an error instead of a silently ignored setting. Loading a file (YAML, environment
+expansion, profiles, ``--set`` overrides, one-line errors) lives in ``orchestrator.sweepfile``; expanding a
+sweep into trials in ``orchestrator.expand``.
+
+Defaults follow the papers (GMConv Sec. 3: sigma 5, sigma1_rsigma; CoC Sec. 4.1: sa=2, skp=2, sl=1, skip,
+dilate; ACONV Sec. 3.3: sigma in [0.1, 0.5]; OCNN weight 0.1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from orchestrator.tablespec import TableSpec
+
+__all__ = [
+    "NON_SEMANTIC_FIELDS",
+    "DatasetSpec",
+    "EvaluateSpec",
+    "ExecutorSpec",
+    "LayerSpec",
+    "OptimizerSpec",
+    "RecipeSpec",
+    "ResourcesSpec",
+    "ScheduleSpec",
+    "SlurmSpec",
+    "StorageSpec",
+    "SweepSpec",
+    "TrackingSpec",
+    "TrainBase",
+    "TrialSpec",
+    "TuneSpec",
+]
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+PositiveInt = Annotated[int, Field(ge=1)]
+Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+
+EvalTransform = Literal["rot0", "rot45", "rot90", "rot135", "rot180", "flip_ud"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LayerSpec(_Frozen):
+    """Which conv variant replaces the model's convs, and its knobs (all recorded as MLflow params)."""
+
+    method: Literal["stdconv", "s-gmconv", "gmconv", "coc", "aconv"] = "stdconv"
+    # GMConv
+    sigma_init: PositiveFloat = 5.0
+    sigma_pattern: Literal["sigma", "sigma1_sigma2", "sigma1_rsigma"] = "sigma1_rsigma"
+    # CoC
+    sa: PositiveInt = 2
+    skp: Annotated[int, Field(ge=0)] = 2
+    sl: PositiveInt = 1
+    skip: bool = True
+    dilate: bool = True
+    c1x1: bool = False
+    # weight standardisation and the OCNN regulariser, usable with any method (CoC Table 1)
+    stnd: bool = False
+    orth: bool = False
+    orth_weight: PositiveFloat = 0.1
+    # ACONV: one float, or (lo, hi) spread over the filters
+    aconv_sigma_init: PositiveFloat | tuple[PositiveFloat, PositiveFloat] = (0.1, 0.5)
+    # None keeps the model's own kernel size (ACONV sweeps 3/5/7/9)
+    kernel_size: PositiveInt | None = None
+
+    def build_knobs(self) -> dict[str, Any]:
+        """Keyword arguments for ``layers.build_model`` that apply to this method."""
+        knobs: dict[str, Any] = {"stnd": self.stnd}
+        if self.method in ("s-gmconv", "gmconv"):
+            knobs.update(sigma_init=self.sigma_init)
+        if self.method == "gmconv":
+            knobs.update(sigma_pattern=self.sigma_pattern)
+        if self.method == "coc":
+            knobs.update(sa=self.sa, skp=self.skp, sl=self.sl, skip=self.skip, dilate=self.dilate, c1x1=self.c1x1)
+        if self.method == "aconv":
+            knobs.update(aconv_sigma_init=self.aconv_sigma_init)
+        if self.kernel_size is not None:
+            knobs.update(kernel_size=self.kernel_size)
+        return knobs
+
+
+class DatasetSpec(_Frozen):
+    name: str = "digits"
+    root: str | None = None
+    backend: str = "auto"
+    num_workers: Annotated[int, Field(ge=0)] = 2
+
+
+class OptimizerSpec(_Frozen):
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: PositiveFloat = 0.1
+    momentum: NonNegativeFloat = 0.9
+    nesterov: bool = False
+    weight_decay: NonNegativeFloat = 1e-4
+    # torchvision-style split: no decay on normalisation layers' parameters (chosen by module type)
+    no_bn_weight_decay: bool = False
+
+
+class ScheduleSpec(_Frozen):
+    """Learning-rate schedules of the three papers, stepped once per epoch (one-cycle and poly per step)."""
+
+    name: Literal["constant", "step", "multistep", "exponential", "poly", "onecycle", "cosine"] = "constant"
+    milestones: tuple[PositiveInt, ...] = ()
+    step_size: PositiveInt = 30
+    gamma: PositiveFloat = 0.1
+    power: PositiveFloat = 0.9
+    end_lr: NonNegativeFloat = 0.0
+    warmup_epochs: Annotated[int, Field(ge=0)] = 0
+
+
+class RecipeSpec(_Frozen):
+    optimizer: OptimizerSpec = OptimizerSpec()
+    schedule: ScheduleSpec = ScheduleSpec()
+    epochs: PositiveInt = 1
+    batch_size: PositiveInt = 128  # per process
+    amp: bool = False  # honoured on CUDA only
+    channels_last: bool = False  # honoured on CUDA only
+    grad_clip: PositiveFloat | None = None  # clip by value (ACONV uses 1.0)
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    max_steps_per_epoch: PositiveInt | None = None  # cap for smoke runs and benchmarks
+
+
+class ResourcesSpec(_Frozen):
+    nodes: PositiveInt = 1
+    gpus_per_node: Annotated[int, Field(ge=0)] = 0
+    processes_per_node: PositiveInt | None = None  # default: one per GPU, or one on a CPU-only node
+    cpus_per_process: PositiveInt = 1
+    mem_gb: PositiveFloat | None = None
+    hours_per_epoch: PositiveFloat | None = None  # for `convsweep plan`'s GPU-hour estimate
+
+    @property
+    def tasks_per_node(self) -> int:
+        return self.processes_per_node or max(self.gpus_per_node, 1)
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.tasks_per_node
+
+
+class SlurmSpec(_Frozen):
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    time: str = "01:00:00"
+    mem: str | None = None
+    cpus_per_task: PositiveInt | None = None
+    additional_parameters: dict[str, str | int] = {}
+
+
+class ExecutorSpec(_Frozen):
+    kind: str = "local"
+    slurm: SlurmSpec = SlurmSpec()
+
+
+class TuneSpec(_Frozen):
+    max_concurrent_trials: PositiveInt = 2
+    scheduler: Literal["fifo", "asha"] = "fifo"
+    metric: str = "val_top1"
+    mode: Literal["max", "min"] = "max"
+    grace_period: PositiveInt = 1
+    reduction_factor: Annotated[float, Field(gt=1)] = 2
+    max_failures: Annotated[int, Field(ge=0)] = 1
+
+
+class TrackingSpec(_Frozen):
+    uri: str = "sqlite:///mlruns.db"
+    experiment: str | None = None  # default: the sweep's name
+
+
+class StorageSpec(_Frozen):
+    root: str = "runs"  # trial directories: <root>/<sweep>/<trial_key>/; shared filesystem on a cluster
+
+
+class EvaluateSpec(_Frozen):
+    """An evaluation sweep: re-evaluates the final checkpoints of another sweep's FINISHED runs."""
+
+    source_sweep: Name
+    where: dict[str, Any] = {}
+    transforms: tuple[EvalTransform, ...] = ("rot0",)
+
+
+class TrainBase(_Frozen):
+    """Everything a trial needs except its seed and sweep: the `base` section, before grid values."""
+
+    model: str = "resnet20"
+    dataset: DatasetSpec = DatasetSpec()
+    layer: LayerSpec = LayerSpec()
+    recipe: RecipeSpec = RecipeSpec()
+    eval_every: PositiveInt = 1
+
+
+# Fields that do not change what a trial computes: excluded from its identity, so moving a data root or
+# changing worker counts re-uses the trial instead of starting it again.
+NON_SEMANTIC_FIELDS: tuple[str, ...] = (
+    "sweep",
+    "dataset.root",
+    "dataset.num_workers",
+    "resources.cpus_per_process",
+    "resources.mem_gb",
+    "resources.hours_per_epoch",
+)
+
+
+class TrialSpec(TrainBase):
+    """One fully resolved trial; its identity is a hash of its semantic fields."""
+
+    sweep: Name
+    seed: int = 0
+    resources: ResourcesSpec = ResourcesSpec()
+    evaluate_source: str | None = None  # trial dir of the run an evaluation trial re-evaluates
+    transforms: tuple[EvalTransform, ...] = ()
+
+    @property
+    def world_size(self) -> int:
+        return self.resources.world_size
+
+    @property
+    def trial_key(self) -> str:
+        data = self.model_dump(mode="json")
+        for dotted in NON_SEMANTIC_FIELDS:
+            *parents, leaf = dotted.split(".")
+            node = data
+            for part in parents:
+                node = node[part]
+            node.pop(leaf, None)
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    def flat_params(self) -> dict[str, str]:
+        """Every resolved knob by dotted key, as MLflow params (values as strings)."""
+        flat: dict[str, str] = {}
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    walk(f"{prefix}.{k}" if prefix else k, v)
+            elif isinstance(value, (list, tuple)):
+                flat[prefix] = ",".join(str(v) for v in value)
+            else:
+                flat[prefix] = str(value)
+
+        walk("", self.model_dump(mode="json"))
+        flat["world_size"] = str(self.world_size)
+        flat["trial_key"] = self.trial_key
+        return flat
+
+
+class SweepSpec(_Frozen):
+    name: Name
+    description: str = ""
+    tracking: TrackingSpec = TrackingSpec()
+    storage: StorageSpec = StorageSpec()
+    base: TrainBase = TrainBase()
+    grid: dict[str, list[Any]] = {}
+    zip: list[dict[str, list[Any]]] = []
+    exclude: list[dict[str, Any]] = []
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    resources: ResourcesSpec = ResourcesSpec()
+    executor: ExecutorSpec = ExecutorSpec()
+    tune: TuneSpec = TuneSpec()
+    profiles: dict[str, dict[str, Any]] = {}
+    evaluate: EvaluateSpec | None = None
+    table: TableSpec | None = None
+
+    @model_validator(mode="after")
+    def _zip_lengths_match(self) -> SweepSpec:
+        for i, group in enumerate(self.zip):
+            lengths = {key: len(values) for key, values in group.items()}
+            if len(set(lengths.values())) > 1:
+                raise ValueError(f"zip[{i}]: lists must have equal lengths (got {lengths})")
+        return self
+
+    @property
+    def experiment(self) -> str:
+        return self.tracking.experiment or self.name

@@ -1,0 +1,170 @@
+"""The trial directory: the contract between a training job and the sweep driver.
+
+A compute node needs nothing but this directory (on a cluster, on the shared filesystem): the driver writes
+the resolved spec and the MLflow run id before submitting; rank 0 of the job appends one JSON line per
+finished epoch, keeps atomic checkpoints and writes a summary and a DONE or FAILED marker at the end. The
+driver turns those files into MLflow records, so training never depends on the tracking server and a crash of
+either side loses nothing already written.
+
+Layout (``<storage root>/<sweep>/<trial_key>/``)::
+
+    spec.json           resolved TrialSpec (driver, before submit)
+    mlflow_run_id       the trial's MLflow run (driver, before submit)
+    checkpoints/last.pt checkpoints/prev.pt  (rank 0, atomic)
+    metrics.jsonl       one object per finished epoch (rank 0)
+    summary.json        final figures (rank 0)
+    job.log             the job's log
+    DONE | FAILED       end markers; FAILED holds the traceback
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = ["TrialDir", "atomic_write_text"]
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` so that a reader sees either the old file or the whole new one, never a torn write."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class TrialDir:
+    """Paths and small I/O helpers for one trial's directory."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path).resolve()
+
+    def __repr__(self) -> str:
+        return f"TrialDir({str(self.path)!r})"
+
+    @classmethod
+    def for_trial(cls, storage_root: str | os.PathLike[str], sweep: str, trial_key: str) -> TrialDir:
+        return cls(Path(storage_root) / sweep / trial_key)
+
+    # -- paths -------------------------------------------------------------------------------------------
+    @property
+    def spec_path(self) -> Path:
+        return self.path / "spec.json"
+
+    @property
+    def run_id_path(self) -> Path:
+        return self.path / "mlflow_run_id"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoint_dir / "last.pt"
+
+    @property
+    def prev_checkpoint(self) -> Path:
+        return self.checkpoint_dir / "prev.pt"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def summary_path(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / "job.log"
+
+    @property
+    def done_marker(self) -> Path:
+        return self.path / "DONE"
+
+    @property
+    def failed_marker(self) -> Path:
+        return self.path / "FAILED"
+
+    # -- spec and run id (driver side) -------------------------------------------------------------------
+    def create(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.checkpoint_dir.mkdir(exist_ok=True)
+
+    def write_spec(self, spec: dict[str, Any]) -> None:
+        atomic_write_text(self.spec_path, json.dumps(spec, indent=2, sort_keys=True) + "\n")
+
+    def read_spec(self) -> dict[str, Any]:
+        return json.loads(self.spec_path.read_text(encoding="utf-8"))
+
+    def write_run_id(self, run_id: str) -> None:
+        atomic_write_text(self.run_id_path, run_id + "\n")
+
+    def read_run_id(self) -> str | None:
+        if not self.run_id_path.exists():
+            return None
+        return self.run_id_path.read_text(encoding="utf-8").strip() or None
+
+    # -- metrics (rank 0 writes, driver reads) -----------------------------------------------------------
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        """Append one epoch's record; flushed and fsynced so a reader on another host sees whole lines."""
+        line = json.dumps(record, sort_keys=True)
+        with open(self.metrics_path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """Every whole epoch record, last record per epoch winning (an epoch re-run after a crash)."""
+        by_epoch: dict[int, dict[str, Any]] = {}
+        for record in self.iter_metrics():
+            by_epoch[int(record["epoch"])] = record
+        return [by_epoch[e] for e in sorted(by_epoch)]
+
+    def iter_metrics(self) -> Iterator[dict[str, Any]]:
+        if not self.metrics_path.exists():
+            return
+        with open(self.metrics_path, encoding="utf-8") as f:
+            for line in f:
+                # A line without its newline is still being written: read it next time.
+                if not line.endswith("\n"):
+                    break
+                yield json.loads(line)
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        atomic_write_text(self.summary_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+
+    def read_summary(self) -> dict[str, Any] | None:
+        if not self.summary_path.exists():
+            return None
+        return json.loads(self.summary_path.read_text(encoding="utf-8"))
+
+    # -- end markers -------------------------------------------------------------------------------------
+    def mark_done(self) -> None:
+        self.failed_marker.unlink(missing_ok=True)
+        atomic_write_text(self.done_marker, "")
+
+    def mark_failed(self, traceback_text: str) -> None:
+        atomic_write_text(self.failed_marker, traceback_text)
+
+    def clear_markers(self) -> None:
+        """Forget how the previous attempt ended, before a retry or a resume."""
+        self.done_marker.unlink(missing_ok=True)
+        self.failed_marker.unlink(missing_ok=True)
+
+    @property
+    def is_done(self) -> bool:
+        return self.done_marker.exists()
+
+    @property
+    def failure(self) -> str | None:
+        if not self.failed_marker.exists():
+            return None
+        return self.failed_marker.read_text(encoding="utf-8")
