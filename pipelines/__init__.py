@@ -1,0 +1,28 @@
+"""Data pipelines for convsweep: the papers' datasets, read as users have them, behind one `build_loader`.
+
+    from pipelines import build_loader, dataset_info, check_root, DATASETS, BACKENDS, EVAL_TRANSFORMS
+    loader = build_loader("cifar10", "/data/cifar", "train", batch_size=128, rank=r, world_size=w,
+                          device="cuda:0", seed=0)
+    for epoch in range(epochs):
+        loader.set_epoch(epoch)
+        for images, labels in loader:   # float32 NCHW normalised, int64, on the device
+            ...
+
+Modules: constants (mean/std, sizes), folders / arrays (on-disk formats), datasets (registry,
+`dataset_info`, `check_root`), sharding (which indices each rank reads), transforms (torchvision recipes,
+Table 4 evaluation transforms), loader (`build_loader`, `Loader`), torch_loader / dali / synthetic (backends).
+
+Decisions: DALI serves the JPEG datasets (imagenet, tiny-imagenet); asking for `dali-*` on an array
+dataset is a ValueError naming the backends that serve it (`auto` picks `pytorch` there, even on CUDA: the
+arrays are in memory and their augmentation is cheap). An undecodable image fails the epoch with
+`CorruptImageError` naming the file, on every backend. Resumption inside an epoch goes through
+`Loader.state_dict()` / `load_state_dict()` on every backend.
+"""
+
+from .datasets import DATASETS, DatasetInfo, check_root, dataset_info
+from .folders import CorruptImageError
+from .loader import BACKENDS, Loader, build_loader
+from .transforms import EVAL_TRANSFORMS
+
+__all__ = ["build_loader", "dataset_info", "check_root", "DATASETS", "BACKENDS", "EVAL_TRANSFORMS", "DatasetInfo",
+           "Loader", "CorruptImageError"]

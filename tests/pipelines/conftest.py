@@ -1,0 +1,51 @@
+"""Session-scoped real datasets on disk for the pipelines tests (see pipeline_fixtures.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+import pipeline_fixtures as pf
+
+
+@pytest.fixture(scope="session")
+def imagenet_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("imagenet")
+    # 400x300: the val resize to 256 is a downscale, exercising antialiasing like real ImageNet photos
+    written = pf.write_imagefolder(str(root), classes=3, train_per_class=8, val_per_class=5, size=(400, 300))
+    return str(root), written
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    truth = pf.write_tiny_imagenet(str(root))
+    return str(root), truth
+
+
+@pytest.fixture(scope="session")
+def cifar10_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cifar10")
+    return str(root), pf.write_cifar10(str(root))
+
+
+@pytest.fixture(scope="session")
+def cifar100_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cifar100")
+    return str(root), pf.write_cifar100(str(root))
+
+
+@pytest.fixture(scope="session")
+def mnist_gz_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mnist-gz")
+    return str(root), pf.write_mnist(str(root), gz=True)
+
+
+@pytest.fixture(scope="session")
+def mnist_raw_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mnist-raw")
+    return str(root), pf.write_mnist(str(root), gz=False)
+
+
+@pytest.fixture(params=["gz", "raw"])
+def mnist_root(request):
+    return request.getfixturevalue(f"mnist_{request.param}_root")
