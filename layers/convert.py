@@ -1,0 +1,166 @@
+"""Policy-based model surgery: swap the plain ``nn.Conv2d`` layers of an existing model for a variant.
+
+Policies (GMConv paper Sec. 3/4.1; CoC code's builder; ACONV Sec. 4):
+- ``stdconv``: nothing, unless ``stnd=True``: then every ``k > 1`` conv becomes a ``StdConv2d``;
+- ``s-gmconv``: every ``k > 1`` conv becomes a static ``GMConv2d``;
+- ``gmconv``: the stem (the first conv in module order, which is the first applied to the input in every
+  registry model; a test checks it) becomes a dynamic ``GMConv2d``, every other ``k > 1`` conv static;
+- ``coc``: every ``k > 1`` conv (depthwise included) becomes a ``CoCConv2d``; ``1x1`` ones too if ``c1x1``;
+- ``aconv``: every ``k > 1`` conv becomes an ``AdaptiveConv2d``.
+``1x1`` convs otherwise stay plain; even or non-square kernels are skipped (listed in the report). Weights and
+biases are copied from the replaced conv, which keeps its device, dtype and train/eval mode. Only plain
+``nn.Conv2d`` modules are candidates, so converting twice is a no-op; converting a model that holds
+variants of another method raises. ``include``/``exclude`` are ``fnmatch`` patterns on module names.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .aconv import AdaptiveConv2d
+from .coc import CoCConv2d
+from .gmconv import SIGMA_PATTERNS, GMConv2d
+from .stdconv import StdConv2d
+
+__all__ = ["METHODS", "METHOD_KNOBS", "ConversionReport", "convert_model", "validate_knobs"]
+
+log = logging.getLogger(__name__)
+
+METHODS: tuple[str, ...] = ("stdconv", "s-gmconv", "gmconv", "coc", "aconv")
+METHOD_KNOBS: dict[str, tuple[str, ...]] = {
+    "stdconv": ("stnd",),
+    "s-gmconv": ("sigma_init", "stnd"),
+    "gmconv": ("sigma_init", "sigma_pattern", "stnd"),
+    "coc": ("sa", "skp", "sl", "skip", "dilate", "c1x1", "stnd", "super_norm", "final_norm", "wsc"),
+    "aconv": ("aconv_sigma_init", "stnd"),
+}
+_VARIANT = {"stdconv": StdConv2d, "s-gmconv": GMConv2d, "gmconv": GMConv2d, "coc": CoCConv2d,
+            "aconv": AdaptiveConv2d}
+_ALL_VARIANTS = (StdConv2d, GMConv2d, CoCConv2d, AdaptiveConv2d)
+
+
+@dataclass(frozen=True)
+class ConversionReport:
+    """What ``convert_model`` did: ``replaced`` and ``skipped`` hold ``(module name, kind or reason)``."""
+
+    method: str
+    replaced: tuple[tuple[str, str], ...] = ()
+    skipped: tuple[tuple[str, str], ...] = ()
+    already_converted: tuple[str, ...] = ()
+    knobs: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.replaced)
+
+    def kinds(self) -> dict[str, int]:
+        """Count of replacements per kind, e.g. ``{"GMConv2d(dynamic)": 1, "GMConv2d(static)": 19}``."""
+        counts: dict[str, int] = {}
+        for _, kind in self.replaced:
+            counts[kind] = counts.get(kind, 0) + 1
+        return counts
+
+
+def validate_knobs(method: str, knobs: dict[str, Any]) -> None:
+    """Raise a one-line ``ValueError`` for an unknown method, an unknown knob or an obviously bad value."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS} (got {method!r})")
+    unknown = sorted(set(knobs) - set(METHOD_KNOBS[method]))
+    if unknown:
+        raise ValueError(f"unknown knob(s) {unknown} for method {method!r} (allowed: {METHOD_KNOBS[method]})")
+    if "sigma_pattern" in knobs and knobs["sigma_pattern"] not in SIGMA_PATTERNS:
+        raise ValueError(f"sigma_pattern must be one of {SIGMA_PATTERNS} (got {knobs['sigma_pattern']!r})")
+    for name in ("sa", "sl"):
+        if name in knobs and (not isinstance(knobs[name], int) or knobs[name] < 1):
+            raise ValueError(f"{name} must be an integer >= 1 (got {knobs[name]!r})")
+    if "skp" in knobs and (not isinstance(knobs["skp"], int) or knobs["skp"] < 0 or knobs["skp"] % 2):
+        raise ValueError(f"skp must be an even integer >= 0 (got {knobs['skp']!r}; allowed: 0, 2, 4, 6, ...)")
+    if "sigma_init" in knobs and not (isinstance(knobs["sigma_init"], (int, float)) and knobs["sigma_init"] > 0):
+        raise ValueError(f"sigma_init must be a number > 0 (got {knobs['sigma_init']!r})")
+
+
+def _layer_kwargs(method: str, knobs: dict[str, Any]) -> dict[str, Any]:
+    if method == "stdconv":
+        return {}
+    if method == "aconv":
+        kwargs = {k: v for k, v in knobs.items() if k != "aconv_sigma_init"}
+        if "aconv_sigma_init" in knobs:
+            value = knobs["aconv_sigma_init"]
+            kwargs["sigma_init"] = value if isinstance(value, (int, float)) else tuple(value)
+        return kwargs
+    return {k: v for k, v in knobs.items() if k != "c1x1"}
+
+
+def _matches(name: str, patterns: Sequence[str] | None) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns or ())
+
+
+def _swap(conv: nn.Conv2d, cls: type[nn.Conv2d], kwargs: dict[str, Any]) -> nn.Conv2d:
+    new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+              conv.groups, conv.bias is not None, conv.padding_mode, **kwargs,
+              device=conv.weight.device, dtype=conv.weight.dtype)
+    with torch.no_grad():
+        new.weight.copy_(conv.weight)
+        new.weight.requires_grad_(conv.weight.requires_grad)
+        if conv.bias is not None:
+            new.bias.copy_(conv.bias)
+            new.bias.requires_grad_(conv.bias.requires_grad)
+    return new.train(conv.training)
+
+
+def convert_model(model: nn.Module, method: str, *, include: Sequence[str] | None = None,
+                  exclude: Sequence[str] | None = None, **knobs: Any) -> ConversionReport:
+    """Replace ``model``'s plain convs in place by ``method``'s policy; return what was replaced.
+
+    ``include``: only module names matching one of these patterns are candidates (default: all);
+    ``exclude``: names matching one of these are never converted. Knobs: ``METHOD_KNOBS[method]``.
+    """
+    if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        raise ValueError(f"convert_model: model is wrapped in {type(model).__name__}; convert the bare model "
+                         "before wrapping it (allowed: an unwrapped nn.Module)")
+    if isinstance(model, nn.Conv2d):
+        raise ValueError("convert_model: model is a bare nn.Conv2d; pass the module that contains it "
+                         "(allowed: a container nn.Module)")
+    validate_knobs(method, knobs)
+    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    variants = [(n, m) for n, m in convs if isinstance(m, _ALL_VARIANTS)]
+    foreign = [(n, m) for n, m in variants if type(m) is not _VARIANT[method]]
+    if foreign:
+        raise ValueError(f"convert_model: model already holds layers of another conv variant ({foreign[0][0]!r}: "
+                         f"{type(foreign[0][1]).__name__}); build a fresh model for method {method!r}")
+    if variants:
+        log.info("convert_model: %d layers already converted to %s; nothing to do", len(variants), method)
+        return ConversionReport(method, already_converted=tuple(n for n, _ in variants), knobs=dict(knobs))
+    if method == "stdconv" and not knobs.get("stnd", False):
+        return ConversionReport(method, knobs=dict(knobs))
+
+    stem = convs[0][0] if convs else None
+    kwargs = _layer_kwargs(method, knobs)
+    replaced, skipped = [], []
+    for name, conv in convs:
+        if (include is not None and not _matches(name, include)) or _matches(name, exclude):
+            continue
+        kh, kw = conv.kernel_size
+        if (kh, kw) == (1, 1) and not (method == "coc" and knobs.get("c1x1", False)):
+            continue
+        if kh != kw or kh % 2 == 0:
+            skipped.append((name, f"kernel_size {conv.kernel_size} is not odd and square"))
+            continue
+        cls, layer_kwargs, kind = _VARIANT[method], dict(kwargs), _VARIANT[method].__name__
+        if method in ("s-gmconv", "gmconv"):
+            layer_kwargs["dynamic"] = method == "gmconv" and name == stem
+            kind += "(dynamic)" if layer_kwargs["dynamic"] else "(static)"
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name), child, _swap(conv, cls, layer_kwargs))
+        replaced.append((name, kind))
+    if not replaced:
+        warnings.warn(f"convert_model: no conv matched method {method!r} (include={include!r}, "
+                      f"exclude={exclude!r}); the model is unchanged", stacklevel=2)
+    return ConversionReport(method, tuple(replaced), tuple(skipped), knobs=dict(knobs))

@@ -1,0 +1,142 @@
+"""The model registry and ``build_model``: a dict filled by a decorator, strict both ways (a duplicate
+name raises at import, an unknown name raises listing the valid ones; torchvision ``models/_api.py``).
+
+Every builder makes a plain-conv model without pretrained weights, ``(num_classes, in_channels)``
+(+ ``kernel_size`` where the model has that knob); ``build_model`` then applies ``convert_model``.
+Models built for 3-channel input get their stem conv rebuilt for ``in_channels != 3`` (e.g. MNIST).
+CoC's released configs use ``wsc`` (super-kernel standardisation) for ResNet/HRNet and not for the light
+models (MobileNetV3, ShuffleNetV2); the entry's ``coc_wsc`` carries that default (MobileNetV2 and AlexNet
+are not in CoC's configs: we treat MobileNetV2 as light and AlexNet like ResNet).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import timm
+import torchvision
+from torch import nn
+
+from ..convert import METHOD_KNOBS, convert_model, validate_knobs
+from .aconv_nets import aconv_resnet, aconv_simple
+from .cifar_resnet import resnet18_cifar, resnet20, resnet56
+
+__all__ = ["register_model", "build_model", "validate_build_args", "MODEL_NAMES", "model_names"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    builder: Callable[..., nn.Module]
+    kernel_size_knob: bool
+    coc_wsc: bool
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, *, kernel_size_knob: bool = False, coc_wsc: bool = True) -> Callable:
+    """Decorator registering ``builder(num_classes, in_channels[, kernel_size])`` under ``name``."""
+    def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"register_model: name {name!r} is already registered")
+        _REGISTRY[name] = ModelEntry(name, builder, kernel_size_knob, coc_wsc)
+        return builder
+    return decorate
+
+
+def model_names() -> tuple[str, ...]:
+    return tuple(_REGISTRY)
+
+
+def _with_in_channels(model: nn.Module, in_channels: int) -> nn.Module:
+    """Rebuild the stem (first conv in module order) of a 3-channel model for ``in_channels``."""
+    if in_channels == 3:
+        return model
+    name, conv = next((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d))
+    new = nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                    conv.groups, conv.bias is not None, conv.padding_mode)
+    nn.init.kaiming_normal_(new.weight, mode="fan_out", nonlinearity="relu")
+    if new.bias is not None:
+        nn.init.zeros_(new.bias)
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent), child, new)
+    return model
+
+
+register_model("resnet20", kernel_size_knob=True)(resnet20)
+register_model("resnet56", kernel_size_knob=True)(resnet56)
+register_model("resnet18_cifar", kernel_size_knob=True)(resnet18_cifar)
+register_model("aconv_simple", kernel_size_knob=True)(aconv_simple)
+register_model("aconv_resnet", kernel_size_knob=True)(aconv_resnet)
+
+
+def _torchvision(name: str, *, coc_wsc: bool = True) -> None:
+    factory = getattr(torchvision.models, name)
+
+    @register_model(name, coc_wsc=coc_wsc)
+    def build(num_classes: int, in_channels: int = 3) -> nn.Module:
+        return _with_in_channels(factory(weights=None, num_classes=num_classes), in_channels)
+
+
+def _timm(name: str) -> None:
+    @register_model(name)
+    def build(num_classes: int, in_channels: int = 3) -> nn.Module:
+        return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels)
+
+
+for _name in ("resnet18", "resnet50", "alexnet"):
+    _torchvision(_name)
+for _name in ("mobilenet_v2", "shufflenet_v2_x1_0", "mobilenet_v3_small"):
+    _torchvision(_name, coc_wsc=False)
+for _name in ("hrnet_w18_small", "hrnet_w18"):
+    _timm(_name)
+
+MODEL_NAMES: tuple[str, ...] = model_names()
+
+
+def validate_build_args(name: str, num_classes: int, method: str = "stdconv", *, in_channels: int = 3,
+                        **knobs: Any) -> None:
+    """The checks ``build_model`` does before building anything (cheap; for config validation)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"model must be one of {MODEL_NAMES} (got {name!r})")
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be an integer >= 1 (got {num_classes!r})")
+    if not isinstance(in_channels, int) or in_channels < 1:
+        raise ValueError(f"in_channels must be an integer >= 1 (got {in_channels!r})")
+    kernel_size = knobs.pop("kernel_size", None)
+    if kernel_size is not None:
+        kernel_models = tuple(n for n, e in _REGISTRY.items() if e.kernel_size_knob)
+        if not _REGISTRY[name].kernel_size_knob:
+            raise ValueError(f"kernel_size applies only to models {kernel_models} (got kernel_size="
+                             f"{kernel_size!r} for model {name!r}; allowed: None)")
+        if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be an odd integer >= 1 or None (got {kernel_size!r})")
+        if method == "aconv" and kernel_size == 1:
+            raise ValueError("kernel_size must be odd and square, >= 3 for method 'aconv' (got 1; allowed: "
+                             "3, 5, 7, ...): ACONV has no envelope on a 1x1 kernel")
+    validate_knobs(method, knobs)
+
+
+def build_model(name: str, num_classes: int, method: str = "stdconv", *, in_channels: int = 3,
+                **knobs: Any) -> nn.Module:
+    """Build registry model ``name`` (random init) and convert its convs by ``method``'s policy.
+
+    knobs: ``kernel_size`` (models with that knob; None = model default) and ``METHOD_KNOBS[method]``.
+    Raises ``ValueError`` for an unknown name, method or knob, or an invalid combination.
+    """
+    validate_build_args(name, num_classes, method, in_channels=in_channels, **knobs)
+    entry = _REGISTRY[name]
+    kernel_size = knobs.pop("kernel_size", None)
+    extra = {"kernel_size": kernel_size} if kernel_size is not None else {}
+    model = entry.builder(num_classes, in_channels, **extra)
+    if method == "coc" and "wsc" in METHOD_KNOBS[method]:
+        knobs.setdefault("wsc", entry.coc_wsc)
+    report = convert_model(model, method, **knobs)
+    log.info("build_model(%s, %s): replaced %s", name, method, report.kinds())
+    return model

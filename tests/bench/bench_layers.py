@@ -1,0 +1,135 @@
+"""Benchmark of the conv variants against plain convs, measured side by side in one run (not a test).
+
+For ResNet-18 at 224x224 (batch 8) and ResNet-20 at 32x32 (batch 128) it prints, per method:
+  train  = train-step time (forward + cross-entropy + backward + SGD step [+ ACONV sigma clamp]) / stdconv
+  infer  = eval forward time after ``reparameterize_model`` / plain stdconv eval forward
+  memory = peak RSS growth during one train step (fresh subprocess per method) / stdconv's
+Goals (issue 2): train <= 1.05x for s-gmconv and aconv, <= 1.10x for coc and gmconv; infer 1.00x.
+A "control" row times a second identical plain model the same way: its distance from 1.00x shows how much
+of a ratio is noise from other processes on the machine.
+Methods are interleaved inside every round so load changes on a shared machine hit all of them alike; a
+ratio is the median over rounds of (method time / stdconv time in the same round).
+
+    .venv/bin/python tests/bench/bench_layers.py [--iters 7] [--threads 1] [--only resnet20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from layers import METHODS, build_model, clamp_adaptive_sigmas, reparameterize_model
+
+CONFIGS = {"resnet18": (224, 8, 1000), "resnet20": (32, 128, 10)}
+GOALS = {"stdconv": 1.0, "s-gmconv": 1.05, "aconv": 1.05, "coc": 1.10, "gmconv": 1.10}
+CONTROL = "control"  # a second, identical plain model timed like the others: its ratio is the noise floor
+TIMED = METHODS + (CONTROL,)
+
+
+def _build(name: str, method: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model(name, CONFIGS[name][2], "stdconv" if method == CONTROL else method)
+
+
+def _train_step(model, opt, x, y) -> None:
+    opt.zero_grad(set_to_none=True)
+    F.cross_entropy(model(x), y).backward()
+    opt.step()
+    clamp_adaptive_sigmas(model)
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() // 1024
+
+
+def _peak_memory(name: str, method: str, threads: int, queue) -> None:
+    torch.set_num_threads(threads)
+    size, batch, classes = CONFIGS[name]
+    model = _build(name, method)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x, y = torch.randn(batch, 3, size, size), torch.randint(0, classes, (batch,))
+    before = _rss_kib()
+    _train_step(model, opt, x, y)
+    queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+
+
+def measure_memory(name: str, threads: int) -> dict[str, float]:
+    ctx = mp.get_context("spawn")
+    out = {}
+    for method in METHODS:
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_peak_memory, args=(name, method, threads, queue))
+        proc.start()
+        out[method] = queue.get()
+        proc.join()
+    return out
+
+
+def measure_times(name: str, iters: int) -> tuple[dict[str, float], dict[str, float]]:
+    size, batch, classes = CONFIGS[name]
+    x, y = torch.randn(batch, 3, size, size), torch.randint(0, classes, (batch,))
+    models = {m: _build(name, m) for m in TIMED}
+    opts = {m: torch.optim.SGD(models[m].parameters(), lr=0.01, momentum=0.9) for m in TIMED}
+    train = {m: [] for m in TIMED}
+    for it in range(iters + 1):  # the first round warms up
+        for m in TIMED:
+            start = time.perf_counter()
+            _train_step(models[m], opts[m], x, y)
+            if it:
+                train[m].append(time.perf_counter() - start)
+    infer_models = {m: reparameterize_model(models[m]).eval() for m in TIMED}
+    infer_models["stdconv"] = models["stdconv"].eval()
+    infer = {m: [] for m in TIMED}
+    with torch.no_grad():
+        for it in range(iters + 1):
+            for m in TIMED:
+                start = time.perf_counter()
+                infer_models[m](x)
+                if it:
+                    infer[m].append(time.perf_counter() - start)
+    return _ratios(train), _ratios(infer)
+
+
+def _ratios(times: dict[str, list[float]]) -> dict[str, float]:
+    """Per-round ratios to stdconv, median over rounds; "stdconv" itself maps to its median seconds."""
+    out = {m: statistics.median(t / b for t, b in zip(v, times["stdconv"])) for m, v in times.items()}
+    out["stdconv"] = statistics.median(times["stdconv"])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iters", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--only", choices=list(CONFIGS), default=None)
+    parser.add_argument("--no-memory", action="store_true")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, threads {args.threads}, rounds {args.iters} (+1 warm-up), CPU")
+    for name in [args.only] if args.only else list(CONFIGS):
+        size, batch, _ = CONFIGS[name]
+        train, infer = measure_times(name, args.iters)
+        memory = None if args.no_memory else measure_memory(name, args.threads)
+        print(f"\n{name} {size}x{size} batch {batch}: stdconv train step {train['stdconv'] * 1e3:.0f} ms, "
+              f"inference {infer['stdconv'] * 1e3:.0f} ms"
+              + ("" if memory is None else f", train-step peak RSS growth {memory['stdconv'] / 1024:.0f} MiB"))
+        print(f"{'method':<10}{'train':>9}{'goal':>7}{'infer(folded)':>15}{'memory':>9}")
+        for m in METHODS:
+            mem = "" if memory is None else f"{memory[m] / max(memory['stdconv'], 1):.2f}x"
+            ratio, inf = (1.0, 1.0) if m == "stdconv" else (train[m], infer[m])
+            verdict = "ok" if round(ratio, 2) <= GOALS[m] else "MISSED"
+            print(f"{m:<10}{ratio:>8.2f}x{GOALS[m]:>6.2f}x{inf:>14.2f}x{mem:>9}  {verdict}")
+        print(f"{CONTROL:<10}{train[CONTROL]:>8.2f}x{'':>7}{infer[CONTROL]:>14.2f}x{'':>9}  "
+              "(identical plain model: the noise floor of this run)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,89 @@
+"""The model registry and build_model: strict names and knobs, in_channels, kernel_size, paper counts."""
+
+import pytest
+import torch
+from torch import nn
+
+from layers import METHODS, MODEL_NAMES, SIGMA_PATTERNS, AdaptiveConv2d, build_model, count_params_flops
+from layers.models.registry import register_model, validate_build_args
+
+
+def test_names_and_constants():
+    assert set(MODEL_NAMES) == {"resnet20", "resnet56", "resnet18_cifar", "resnet18", "resnet50", "alexnet",
+                                "mobilenet_v2", "shufflenet_v2_x1_0", "mobilenet_v3_small", "hrnet_w18_small",
+                                "hrnet_w18", "aconv_simple", "aconv_resnet"}
+    assert METHODS == ("stdconv", "s-gmconv", "gmconv", "coc", "aconv")
+    assert SIGMA_PATTERNS == ("sigma", "sigma1_sigma2", "sigma1_rsigma")
+
+
+def test_unknown_name_lists_valid_ones():
+    with pytest.raises(ValueError, match=r"model must be one of \('resnet20', .*'hrnet_w18'.*\(got 'resnet21'\)"):
+        build_model("resnet21", 10)
+
+
+def test_duplicate_registration_raises():
+    with pytest.raises(ValueError, match="already registered"):
+        register_model("resnet20")(lambda num_classes, in_channels=3: nn.Identity())
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"method": "coc", "sigma_init": 3.0}, r"unknown knob\(s\) \['sigma_init'\] for method 'coc' \(allowed:"),
+    ({"method": "stdconv", "sa": 2}, r"unknown knob\(s\) \['sa'\]"),
+    ({"method": "nope"}, "method must be one of"),
+    ({"kernel_size": 4}, "kernel_size must be an odd integer"),
+    ({"num_classes": 0}, "num_classes must be an integer >= 1"),
+    ({"in_channels": 0}, "in_channels must be an integer >= 1"),
+    ({"method": "coc", "skp": 0, "dilate": True}, "dilate=True with skp=0 at kernel_size=3"),
+    ({"method": "coc", "sa": 0}, "sa must be an integer >= 1"),
+    ({"method": "aconv", "kernel_size": 1}, "kernel_size must be odd and square, >= 3"),
+])
+def test_bad_build_arguments(kwargs, match):
+    args = {"num_classes": 10, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        build_model("resnet20", args.pop("num_classes"), **args)
+
+
+def test_kernel_size_only_where_supported():
+    with pytest.raises(ValueError, match=r"kernel_size applies only to models \('resnet20'"):
+        validate_build_args("resnet18", 10, kernel_size=5)
+    model = build_model("aconv_resnet", 10, "aconv", kernel_size=7)
+    convs = [m for m in model.modules() if isinstance(m, AdaptiveConv2d)]
+    assert convs and all(m.kernel_size == (7, 7) for m in convs)
+    assert build_model("resnet20", 10, kernel_size=5).conv1.kernel_size == (5, 5)
+    assert build_model("resnet20", 10, kernel_size=None).conv1.kernel_size == (3, 3)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small", "hrnet_w18_small", "aconv_simple", "resnet20"])
+def test_in_channels_one(name):
+    with torch.device("meta"):
+        model = build_model(name, 7, "gmconv", in_channels=1)
+    size = 28 if name in ("aconv_simple", "resnet20") else 64
+    _, flops = count_params_flops(model, (1, 1, size, size))
+    assert flops > 0
+    stem = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    assert stem.in_channels == 1
+
+
+def test_aconv_simple_matches_paper_shape_on_mnist():
+    model = build_model("aconv_simple", 10, "aconv", in_channels=1)
+    params, _ = count_params_flops(model, (1, 1, 28, 28))
+    assert round(params / 1e6, 1) == 1.6  # ACONV Table 1, MNIST: 1.6M
+    assert model(torch.randn(2, 1, 32, 32)).shape == (2, 10)
+
+
+# (name, num_classes, size, params in M as printed in the paper tables, FLOPs as printed)
+PAPER_COUNTS = [("resnet20", 10, 32, 0.27, 42e6), ("resnet56", 10, 32, 0.85, 128e6),
+                ("resnet18_cifar", 100, 32, 11.22, 558e6), ("resnet18", 1000, 224, 11.69, 1.82e9),
+                ("resnet50", 1000, 224, 25.56, 4.13e9), ("alexnet", 1000, 224, 61.10, 0.714e9),
+                ("mobilenet_v2", 1000, 224, 3.50, 0.327e9)]
+
+
+@pytest.mark.parametrize("name,classes,size,params_m,flops", PAPER_COUNTS)
+def test_counts_match_gmconv_tables(name, classes, size, params_m, flops):
+    """GMConv Tables 1-2 columns. FlopCounterMode counts conv/linear multiply-adds only; the papers' tools
+    add some elementwise work, so FLOPs agree within 10% while parameters agree to the printed digits."""
+    with torch.device("meta"):
+        model = build_model(name, classes)
+    params, macs = count_params_flops(model, (1, 3, size, size))
+    assert round(params / 1e6, 2) == params_m
+    assert abs(macs - flops) / flops < 0.10
