@@ -15,7 +15,7 @@ import hashlib
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from orchestrator.tablespec import TableSpec
 
@@ -107,7 +107,14 @@ class OptimizerSpec(_Frozen):
 
 
 class ScheduleSpec(_Frozen):
-    """Learning-rate schedules of the three papers, stepped once per epoch (one-cycle and poly per step)."""
+    """Learning-rate schedules of the three papers.
+
+    ``exponential`` multiplies by ``gamma`` every epoch (MobileNetV2 in GMConv: set ``gamma: 0.98``, the
+    default 0.1 would divide the lr tenfold each epoch); ``step``/``multistep`` multiply by ``gamma`` at
+    ``step_size`` multiples / ``milestones`` (x0.1 or x0.2 in the papers); ``poly`` decays to ``end_lr`` with
+    ``power``; ``onecycle`` rises from ``end_lr`` to ``lr`` at mid-training and falls back (ACONV ResNet:
+    ``end_lr: 0.001``). Step-shaped schedules change at epoch boundaries, poly and one-cycle every step.
+    """
 
     name: Literal["constant", "step", "multistep", "exponential", "poly", "onecycle", "cosine"] = "constant"
     milestones: tuple[PositiveInt, ...] = ()
@@ -273,13 +280,15 @@ class SweepSpec(_Frozen):
     evaluate: EvaluateSpec | None = None
     table: TableSpec | None = None
 
-    @model_validator(mode="after")
-    def _zip_lengths_match(self) -> SweepSpec:
-        for i, group in enumerate(self.zip):
+    # A field validator (not a model one) so the error's location is `zip`, which the one-line error names.
+    @field_validator("zip")
+    @classmethod
+    def _zip_lengths_match(cls, groups: list[dict[str, list[Any]]]) -> list[dict[str, list[Any]]]:
+        for i, group in enumerate(groups):
             lengths = {key: len(values) for key, values in group.items()}
             if len(set(lengths.values())) > 1:
-                raise ValueError(f"zip[{i}]: lists must have equal lengths (got {lengths})")
-        return self
+                raise ValueError(f"group {i}: lists must have equal lengths (got lengths {lengths})")
+        return groups
 
     @property
     def experiment(self) -> str:

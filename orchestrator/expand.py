@@ -1,0 +1,350 @@
+"""From one sweep to its trials: grid x zip groups x seeds, minus exclude, each a validated ``TrialSpec``.
+
+Order is deterministic and follows the file: grid keys in the order written (the first varies slowest),
+then each zip group, then the seeds (innermost, so a configuration's seeds sit together). A grid or zip
+value at a sub-section path (``recipe.optimizer: [{name: adam, lr: 0.001}]``) is merged into the base's
+section, a value at a leaf replaces it. Two trials with the same ``trial_key`` are an error (a repeated grid
+value or seed), never silently merged: the user asked for N trials and should get N.
+
+``check_sweep`` is the semantic half of validating a sweep file (run by ``sweepfile.load_sweep``): the
+grid/zip/exclude structure, every expanded trial re-validated with its error pinned on the grid or zip key
+that produced the bad value (``grid.layer.method``), names known to ``layers`` and ``pipelines``, each data
+root, the executor kind, and each distinct layer-knob combination built once on the ``meta`` device.
+
+Evaluation sweeps (``evaluate:`` set) have no grid: their trials are the DONE trials of the source sweep in
+``<storage.root>/<source_sweep>/`` matching ``evaluate.where``, re-targeted at this sweep.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import itertools
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from orchestrator.config import NON_SEMANTIC_FIELDS, SweepSpec, TrainBase, TrialSpec
+from orchestrator.sweepfile import ConfigError, Problem, dotted_key, schema_annotation, translate_validation_error
+from orchestrator.trialdir import TrialDir
+
+__all__ = ["check_sweep", "expand", "expand_with_sources", "structure_problems"]
+
+log = logging.getLogger(__name__)
+
+
+def _canon(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _key_problem(section: str, key: str, root: type) -> Problem | None:
+    if schema_annotation(root, key)[0]:
+        return None
+    if key == "seed":
+        return Problem(f"{section}.{key}", "seeds are set by the top-level `seeds` list", key, "seeds: [0, 1, 2]")
+    head = key.partition(".")[0]
+    if head in SweepSpec.model_fields and head not in TrainBase.model_fields and root is TrainBase:
+        return Problem(f"{section}.{key}", f"`{head}` is a sweep-wide section: it cannot vary between trials", key,
+                       "a dotted field path of base")
+    fields = sorted(_leaf_paths(root))
+    close = difflib.get_close_matches(key, fields, n=3)
+    allowed = ", ".join(close) if close else "a dotted field path of base, e.g. " + ", ".join(fields[:6]) + ", ..."
+    return Problem(f"{section}.{key}", "not a field of the trial", key, allowed)
+
+
+def _leaf_paths(model: type, prefix: str = "") -> list[str]:
+    out = []
+    for name, field in model.model_fields.items():
+        sub = field.annotation
+        if isinstance(sub, type) and hasattr(sub, "model_fields"):
+            out += _leaf_paths(sub, f"{prefix}{name}.")
+        out.append(f"{prefix}{name}")
+    return out
+
+
+def structure_problems(spec: SweepSpec) -> list[Problem]:
+    """Grid, zip, exclude and seeds checks that need nothing but the schema."""
+    problems: list[Problem] = []
+    if spec.evaluate is not None:
+        for section in ("grid", "zip", "exclude"):
+            if getattr(spec, section):
+                problems.append(Problem(section, "an evaluation sweep takes its trials from evaluate.source_sweep",
+                                        getattr(spec, section), "empty"))
+        for key in spec.evaluate.where:
+            problems += [p for p in [_key_problem("evaluate.where", key, TrialSpec)] if p]
+    varied: list[tuple[str, str]] = []  # (trial path, section label)
+    for key, values in spec.grid.items():
+        problems += [p for p in [_key_problem("grid", key, TrainBase)] if p]
+        if not values:
+            problems.append(Problem(f"grid.{key}", "empty list", values, "one or more values"))
+        elif len({_canon(v) for v in values}) < len(values):
+            problems.append(Problem(f"grid.{key}", "repeated value (would duplicate trials)", values))
+        if key in NON_SEMANTIC_FIELDS and len(values) > 1:
+            problems.append(Problem(f"grid.{key}", "not part of a trial's identity: varying it alone repeats "
+                                    "the same trial", key, "vary it in a zip group with a setting that matters"))
+        varied.append((key, f"grid.{key}"))
+    for i, group in enumerate(spec.zip):
+        if not group:
+            problems.append(Problem(f"zip[{i}]", "empty group", group, "{dotted.key: [values], ...}"))
+        for key, values in group.items():
+            problems += [p for p in [_key_problem(f"zip[{i}]", key, TrainBase)] if p]
+            if not values:
+                problems.append(Problem(f"zip[{i}].{key}", "empty list", values, "one or more values"))
+            varied.append((key, f"zip[{i}].{key}"))
+        if group and all(key in NON_SEMANTIC_FIELDS for key in group) and len(next(iter(group.values()))) > 1:
+            problems.append(Problem(f"zip[{i}]", "only varies settings outside a trial's identity", list(group),
+                                    "add a setting that changes the trial"))
+        rows = [_canon(row) for row in zip(*group.values())]
+        if len(set(rows)) < len(rows):
+            problems.append(Problem(f"zip[{i}]", "repeated row of values (would duplicate trials)", group))
+    for (a, label_a), (b, label_b) in itertools.combinations(varied, 2):
+        if a == b or a.startswith(b + ".") or b.startswith(a + "."):
+            problems.append(Problem(label_b, f"varies the same setting as {label_a}", b, "each setting varied once"))
+    for i, entry in enumerate(spec.exclude):
+        if not entry:
+            problems.append(Problem(f"exclude[{i}]", "empty entry (would exclude every trial)", entry))
+        for key in entry:
+            problems += [p for p in [_key_problem(f"exclude[{i}]", key, TrialSpec)] if p]
+    if len(set(spec.seeds)) < len(spec.seeds):
+        problems.append(Problem("seeds", "repeated seed (would duplicate trials)", spec.seeds, "distinct seeds"))
+    return problems
+
+
+def _set(tree: dict[str, Any], path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    for part in parents:
+        tree = tree[part]
+    if isinstance(value, dict) and isinstance(tree.get(leaf), dict):
+        merged = copy.deepcopy(tree[leaf])
+        merged.update(value)
+        value = merged
+    tree[leaf] = value
+
+
+def _get(tree: Any, path: str) -> Any:
+    for part in path.split("."):
+        tree = tree[part]
+    return tree
+
+
+def _matches(dumped: dict[str, Any], where: dict[str, Any]) -> bool:
+    """Whether a trial (as JSON data) has every (dotted key, value) pair; values compared after typing."""
+    for key, wanted in where.items():
+        actual = _get(dumped, key)
+        if actual == wanted:
+            continue
+        try:
+            adapter = TypeAdapter(schema_annotation(TrialSpec, key)[1])
+            wanted = adapter.dump_python(adapter.validate_python(wanted), mode="json")
+        except (ValidationError, TypeError, ValueError):
+            return False
+        if actual != wanted:
+            return False
+    return True
+
+
+def expand_with_sources(spec: SweepSpec) -> list[tuple[TrialSpec, dict[str, str]]]:
+    """Trials, each with the sweep-file key behind each varied path (``layer.method`` -> ``grid.layer.method``)."""
+    problems = structure_problems(spec)
+    if problems:
+        raise ConfigError(problems)
+    if spec.evaluate is not None:
+        return [(t, {}) for t in _evaluation_trials(spec)]
+    axes: list[list[dict[str, tuple[str, Any]]]] = [
+        [{key: (f"grid.{key}", v)} for v in values] for key, values in spec.grid.items()
+    ]
+    axes += [
+        [{key: (f"zip[{i}].{key}", v) for key, v in zip(group, row)} for row in zip(*group.values())]
+        for i, group in enumerate(spec.zip)
+    ]
+    base = spec.base.model_dump(mode="json")
+    resources = spec.resources.model_dump(mode="json")
+    out: list[tuple[TrialSpec, dict[str, str]]] = []
+    raw: list[dict[str, Any]] = []  # each kept trial's grid/zip values as written
+    problems = []
+    for combo in itertools.product(*axes):
+        settings = {k: sv for part in combo for k, sv in part.items()}
+        sources = {k: source for k, (source, _) in settings.items()}
+        tree = copy.deepcopy(base)
+        for key, (_, value) in settings.items():
+            _set(tree, key, value)
+        for seed in spec.seeds:
+            data = {**tree, "sweep": spec.name, "seed": seed, "resources": resources}
+            try:
+                trial = TrialSpec.model_validate(data)
+            except ValidationError as exc:
+                problems += translate_validation_error(exc, TrialSpec, lambda parts: _source_key(parts, sources))
+                break  # the other seeds fail the same way
+            dumped = trial.model_dump(mode="json")
+            if not any(_matches(dumped, entry) for entry in spec.exclude):
+                out.append((trial, {**sources, "seed": "seeds"}))
+                raw.append({k: v for k, (_, v) in settings.items()})
+    if problems:
+        raise ConfigError(problems)
+    _check_duplicates(out, raw)
+    if not out:
+        raise ConfigError(Problem("exclude", "every trial is excluded", spec.exclude, "entries that leave a trial"))
+    for i, entry in enumerate(spec.exclude):
+        if not any(_matches(t.model_dump(mode="json"), entry) for t, _ in out):
+            log.debug("exclude[%d] %r matched no trial", i, entry)
+    _warn_redundant([t for t, _ in out])
+    return out
+
+
+def _warn_redundant(trials: list[TrialSpec]) -> None:
+    """Warn when trials differ only in layer knobs their method ignores (grid sigma_init x method stdconv)."""
+    seen: dict[str, TrialSpec] = {}
+    repeats = []
+    for trial in trials:
+        data = trial.model_dump(mode="json", exclude={"layer"})
+        layer = trial.layer
+        data["layer"] = {"method": layer.method, "orth": layer.orth, "orth_weight": layer.orth_weight if layer.orth
+                         else None, **trial.layer.build_knobs()}
+        first = seen.setdefault(_canon(data), trial)
+        if first is not trial:
+            repeats.append((first, trial))
+    if repeats:
+        first, again = repeats[0]
+        log.warning("%d trial(s) repeat another's computation: their layer knobs differ only where method %r "
+                    "ignores them (e.g. %s and %s); use a zip group or exclude to drop them",
+                    len(repeats), again.layer.method, first.trial_key, again.trial_key)
+
+
+def _source_key(parts: list[str | int], sources: dict[str, str]) -> str:
+    """The sweep-file key behind a trial error's location: the grid/zip key that set it, else base/resources."""
+    dotted = dotted_key(parts)
+    for path, source in sources.items():
+        if dotted == path or dotted.startswith(path + ".") or dotted.startswith(path + "["):
+            return source + dotted[len(path):]
+    return dotted if parts and parts[0] in ("resources", "sweep", "seed") else f"base.{dotted}"
+
+
+def _check_duplicates(trials: list[tuple[TrialSpec, dict[str, str]]], raw: list[dict[str, Any]]) -> None:
+    """Distinct grid values that type to the same trial (``[5, 5.0]``) would run one trial twice."""
+    seen: dict[str, int] = {}
+    for i, (trial, sources) in enumerate(trials):
+        j = seen.setdefault(trial.trial_key, i)
+        if j != i:
+            differ = {p: (raw[j][p], raw[i][p]) for p in raw[i] if _canon(raw[i][p]) != _canon(raw[j][p])}
+            raise ConfigError(Problem(", ".join(sources[p] for p in differ) or "seeds",
+                                      f"values that are equal once typed make trials {j} and {i} the same trial",
+                                      differ or trial.seed, "values that differ"))
+
+
+def expand(spec: SweepSpec) -> list[TrialSpec]:
+    """The sweep's trials, in deterministic order; ConfigError (without a file name) if one is invalid."""
+    return [trial for trial, _ in expand_with_sources(spec)]
+
+
+def _evaluation_trials(spec: SweepSpec) -> list[TrialSpec]:
+    assert spec.evaluate is not None
+    source_root = Path(spec.storage.root) / spec.evaluate.source_sweep
+    trials = []
+    for path in sorted(source_root.iterdir()) if source_root.is_dir() else []:
+        tdir = TrialDir(path)
+        if not (tdir.is_done and tdir.spec_path.exists()):
+            continue
+        try:
+            data = tdir.read_spec()
+            if not _matches(data, spec.evaluate.where):
+                continue
+            data.update(sweep=spec.name, evaluate_source=str(tdir.path), transforms=list(spec.evaluate.transforms),
+                        resources=spec.resources.model_dump(mode="json"))
+            if spec.base.dataset.root is not None:  # this machine's copy of the data
+                data["dataset"]["root"] = spec.base.dataset.root
+            trials.append(TrialSpec.model_validate(data))
+        except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError and ValidationError are ValueErrors
+            raise ConfigError(Problem("evaluate.source_sweep", f"unreadable source trial {tdir.spec_path}: "
+                                      f"{type(exc).__name__}: {exc}")) from None
+    return trials
+
+
+# -- semantic checks against layers / pipelines / executors ------------------------------------------------
+def check_sweep(spec: SweepSpec, *, external: bool = True) -> None:
+    """Everything a sweep needs to start, checked before anything runs; raises ConfigError listing problems.
+
+    ``external=False`` stops after expanding and validating the trials against the schema (no ``layers``,
+    ``pipelines`` or executor look-ups).
+    """
+    pairs = expand_with_sources(spec)
+    if not external:
+        return
+    from orchestrator.executors import available_executors
+
+    problems: list[Problem] = []
+    kinds = available_executors()
+    if spec.executor.kind not in kinds:
+        problems.append(Problem("executor.kind", "unknown executor", spec.executor.kind, ", ".join(kinds)))
+    problems += _name_problems(pairs) or _root_problems(pairs) + _layer_problems(pairs)
+    if problems:
+        raise ConfigError(problems)
+
+
+def _name_problems(pairs: list[tuple[TrialSpec, dict[str, str]]]) -> list[Problem]:
+    import layers
+    import pipelines
+
+    problems = []
+    for trial, sources in pairs:
+        for path, value, allowed in (("model", trial.model, layers.MODEL_NAMES),
+                                     ("layer.method", trial.layer.method, layers.METHODS),
+                                     ("dataset.name", trial.dataset.name, pipelines.DATASETS),
+                                     ("dataset.backend", trial.dataset.backend, pipelines.BACKENDS)):
+            if value not in allowed:
+                problems.append(Problem(sources.get(path, f"base.{path}"), "unknown name", value, ", ".join(allowed)))
+    return problems
+
+
+def _root_problems(pairs: list[tuple[TrialSpec, dict[str, str]]]) -> list[Problem]:
+    import pipelines
+
+    problems, seen = [], set()
+    for trial, sources in pairs:
+        ds = trial.dataset
+        if ds.name == "digits" or ds.backend == "synthetic" or (ds.name, ds.root) in seen:
+            continue  # digits ships with scikit-learn; synthetic data needs no files
+        seen.add((ds.name, ds.root))
+        try:
+            pipelines.check_root(ds.name, ds.root)
+        except ValueError as exc:
+            key = sources.get("dataset.root", "base.dataset.root")
+            problems.append(Problem(key, f"{ds.name}: {exc}"))  # pipelines' message quotes the root
+    return problems
+
+
+def _layer_problems(pairs: list[tuple[TrialSpec, dict[str, str]]]) -> list[Problem]:
+    """Build each distinct (model, classes, method, knobs) once on the meta device: cheap, allocates nothing."""
+    import layers
+    import pipelines
+    import torch
+
+    problems, seen, said = [], set(), set()
+    for trial, sources in pairs:
+        knobs = trial.layer.build_knobs()
+        ident = (trial.model, trial.dataset.name, trial.layer.method, _canon(knobs))
+        if ident in seen:
+            continue
+        seen.add(ident)
+        info = pipelines.dataset_info(trial.dataset.name)
+        args = (trial.model, info.num_classes, trial.layer.method)
+        try:
+            try:
+                with torch.device("meta"):
+                    layers.build_model(*args, in_channels=info.in_channels, **knobs)
+            except (RuntimeError, NotImplementedError):
+                # an operation without a meta kernel at build time: build for real (slower, same answer)
+                layers.build_model(*args, in_channels=info.in_channels, **knobs)
+        except ValueError as exc:
+            # blame the grid/zip key of the knob the message names, else any varied layer key, else base
+            varied = [p for p in sources if p == "model" or p.startswith("layer")]
+            named = [p for p in varied if p.rpartition(".")[2] in str(exc)]
+            key = sources[(named or varied)[0]] if varied else "base.layer"
+            if (key, str(exc)) in said:
+                continue  # the same mistake in another model: once is enough
+            said.add((key, str(exc)))
+            where = f"model {trial.model}, method {trial.layer.method}"
+            problems.append(Problem(key, f"invalid layer settings ({where}): {exc}"))  # layers quotes the value
+    return problems

@@ -1,0 +1,107 @@
+"""What a sweep will run, before it runs: one row per trial (key, the knobs that vary, seed) and the cost.
+
+The cost is an estimate in GPU-hours: per trial ``epochs x resources.hours_per_epoch x GPUs held``, where
+the GPUs held are ``nodes x gpus_per_node`` (a CPU-only trial holds none). ``hours_per_epoch`` is the user's
+own figure (there is no way to know it from the file); without it the estimate is reported as unknown
+rather than guessed. An evaluation trial trains nothing: its cost is counted as one pass per transform, each
+priced like an epoch. ``render_plan`` builds a ``rich`` table; printing it is the CLI's job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.table import Table
+
+from orchestrator.config import SweepSpec, TrialSpec
+from orchestrator.expand import expand
+
+__all__ = ["Plan", "PlanRow", "plan", "render_plan"]
+
+# Flat params that identify rather than configure a trial: never shown as "varying knobs".
+_NOT_KNOBS = frozenset({"trial_key", "seed", "sweep", "evaluate_source"})
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    trial_key: str
+    knobs: dict[str, str]  # only the knobs that differ between the sweep's trials
+    seed: int
+    world_size: int
+    epochs: int  # epochs to train (evaluation trials: passes, one per transform)
+    gpus: int  # GPUs the trial's job holds
+    gpu_hours: float | None  # None: resources.hours_per_epoch is not set
+
+
+@dataclass(frozen=True)
+class Plan:
+    sweep: str
+    rows: tuple[PlanRow, ...]
+    varying: tuple[str, ...]  # dotted knob names that differ between trials, in flat_params order
+    gpu_hours: float | None
+    trial_hours: float | None  # sum of the trials' wall-clock hours (run one at a time)
+    max_concurrent_trials: int
+
+    @property
+    def n_trials(self) -> int:
+        return len(self.rows)
+
+    def summary(self) -> str:
+        """One line: trials, epochs, GPU-hours (or why they are unknown)."""
+        epochs = sum(r.epochs for r in self.rows)
+        parts = [f"{self.n_trials} trial{'s' * (self.n_trials != 1)}", f"{epochs} epochs in total"]
+        if self.gpu_hours is None:
+            parts.append("GPU-hours: unknown (set resources.hours_per_epoch to estimate)")
+        elif not any(r.gpus for r in self.rows):
+            parts.append(f"GPU-hours: 0 (CPU-only trials; {self.trial_hours:.1f} trial-hours)")
+        else:
+            wall = self.trial_hours / max(1, min(self.max_concurrent_trials, self.n_trials))
+            parts.append(f"GPU-hours: {self.gpu_hours:.1f} (at least {wall:.1f} h wall-clock with "
+                         f"{self.max_concurrent_trials} concurrent trials)")
+        return "; ".join(parts)
+
+
+def _epochs(trial: TrialSpec) -> int:
+    return len(trial.transforms) if trial.evaluate_source is not None else trial.recipe.epochs
+
+
+def plan(sweep: SweepSpec, trials: list[TrialSpec] | None = None) -> Plan:
+    """The plan of ``sweep`` (its trials expanded unless given)."""
+    trials = expand(sweep) if trials is None else trials
+    flats = [{k: v for k, v in t.flat_params().items() if k not in _NOT_KNOBS} for t in trials]
+    keys = list(dict.fromkeys(k for flat in flats for k in flat))
+    varying = tuple(k for k in keys if len({flat.get(k) for flat in flats}) > 1)
+    rows = []
+    for trial, flat in zip(trials, flats):
+        res = trial.resources
+        gpus = res.nodes * res.gpus_per_node
+        hours = None if res.hours_per_epoch is None else _epochs(trial) * res.hours_per_epoch
+        rows.append(PlanRow(trial_key=trial.trial_key, knobs={k: flat.get(k, "") for k in varying}, seed=trial.seed,
+                            world_size=trial.world_size, epochs=_epochs(trial), gpus=gpus,
+                            gpu_hours=None if hours is None else hours * gpus))
+    known = all(r.gpu_hours is not None for r in rows)
+    trial_hours = None
+    if known:
+        trial_hours = sum(_epochs(t) * t.resources.hours_per_epoch for t in trials)  # type: ignore[operator]
+    return Plan(sweep=sweep.name, rows=tuple(rows), varying=varying,
+                gpu_hours=sum(r.gpu_hours for r in rows) if known else None,  # type: ignore[misc]
+                trial_hours=trial_hours, max_concurrent_trials=sweep.tune.max_concurrent_trials)
+
+
+def render_plan(sweep: SweepSpec | Plan, trials: list[TrialSpec] | None = None) -> Table:
+    """A rich table of the plan: #, trial key, each varying knob, seed, world size, epochs, GPU-hours."""
+    p = sweep if isinstance(sweep, Plan) else plan(sweep, trials)
+    table = Table(title=f"{p.sweep}: {p.n_trials} trial{'s' * (p.n_trials != 1)}", caption=p.summary())
+    table.add_column("#", justify="right")
+    table.add_column("trial_key", no_wrap=True)
+    for knob in p.varying:
+        table.add_column(knob)
+    table.add_column("seed", justify="right")
+    table.add_column("world", justify="right")
+    table.add_column("epochs", justify="right")
+    table.add_column("GPU-h", justify="right")
+    for i, row in enumerate(p.rows):
+        gpu_h = "?" if row.gpu_hours is None else f"{row.gpu_hours:.2f}"
+        table.add_row(str(i), row.trial_key, *(row.knobs[k] for k in p.varying), str(row.seed),
+                      str(row.world_size), str(row.epochs), gpu_h)
+    return table
