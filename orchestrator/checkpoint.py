@@ -1,0 +1,103 @@
+"""Trial checkpoints: atomic writes, a rotated previous copy, plain data only, and RNG state as tensors.
+
+A checkpoint is a dict of plain data and tensors (state_dicts, ints, floats, strings, lists, the resolved spec
+as a dict, the MLflow run id) so that it loads with ``torch.load(weights_only=True)``: nothing in it can run
+code, and it stays readable when our classes change. It is written to a temporary file, fsynced, and moved
+into place with ``os.replace``; the previous ``last.pt`` becomes ``prev.pt`` first. A reader therefore sees
+either a whole ``last.pt`` or (in the instant between the two renames, or when ``last.pt`` was damaged by
+something outside our control) a whole ``prev.pt``, and ``load_checkpoint`` falls back to the latter.
+
+RNG states: ``rng_state()`` captures Python's ``random``, NumPy's legacy global generator, torch's CPU
+generator and every CUDA device's generator, converted to tensors and lists.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import random
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["load_checkpoint", "read_checkpoint", "rng_state", "save_checkpoint", "set_rng_state"]
+
+log = logging.getLogger(__name__)
+
+# What a damaged or truncated file raises from torch.load (an empty file: EOFError; a cut zip: RuntimeError).
+_UNREADABLE = (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError)
+
+
+def rng_state() -> dict[str, Any]:
+    """This process's generator states as plain data (tensors, ints, lists)."""
+    version, internal, gauss = random.getstate()
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state(legacy=True)
+    state: dict[str, Any] = {
+        "python": [version, list(internal), gauss],
+        "numpy": [np_kind, torch.from_numpy(np_keys.astype(np.int64)), int(np_pos), int(np_has_gauss), float(np_gauss)],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what ``rng_state()`` captured (CUDA states only when the device count matches)."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = state["numpy"]
+    np.random.set_state((np_kind, np_keys.numpy().astype(np.uint32), np_pos, np_has_gauss, np_gauss))
+    torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda") or []
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def save_checkpoint(state: dict[str, Any], last: Path, prev: Path) -> None:
+    """Write ``state`` to ``last`` atomically, keeping the previous ``last`` as ``prev``."""
+    last.parent.mkdir(parents=True, exist_ok=True)
+    tmp = last.with_name(f".{last.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    if last.exists():
+        os.replace(last, prev)
+    os.replace(tmp, last)
+    _fsync_dir(last.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the renames durable on a crash of the node (not only of the process).
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """Load one checkpoint file on the CPU with ``weights_only=True``."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_checkpoint(last: Path, prev: Path) -> dict[str, Any] | None:
+    """The newest readable checkpoint: ``last``, else ``prev``; None when neither exists or is readable."""
+    for path in (last, prev):
+        if not path.exists():
+            continue
+        try:
+            state = read_checkpoint(path)
+        except _UNREADABLE as exc:
+            log.warning("checkpoint %s is unreadable (%s: %s); trying the previous one", path, type(exc).__name__, exc)
+            continue
+        if not isinstance(state, dict) or "epoch" not in state:
+            log.warning("checkpoint %s is not a trial checkpoint; trying the previous one", path)
+            continue
+        log.info("loaded checkpoint %s (epoch %d)", path, state["epoch"])
+        return state
+    return None

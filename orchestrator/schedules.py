@@ -1,0 +1,83 @@
+"""Learning-rate schedules of the three papers, as one multiplier of the base lr per optimiser step.
+
+Every schedule is a pure function ``step -> multiplier`` wrapped in ``torch.optim.lr_scheduler.LambdaLR`` and
+stepped once per iteration, always. Schedules the papers define per epoch (step, multistep, exponential,
+cosine) read the epoch index ``step // steps_per_epoch`` and therefore change only at epoch boundaries;
+poly and one-cycle are smooth in the iteration. The scheduler's state is then a single step counter
+(``last_epoch`` in LambdaLR's state_dict, plain data), so a resumed trial continues at the same position.
+
+- constant:    1
+- step:        gamma ** (epoch // step_size)                      (GMConv ResNets: /10 every 30 epochs)
+- multistep:   gamma ** #(milestones <= epoch)                     (CIFAR ResNets: /10 at 80, 120; Cutout /5)
+- exponential: gamma ** epoch                                      (GMConv MobileNetV2: x0.98 per epoch)
+- poly:        end + (1 - end) * (1 - t / T) ** power, t in steps   (CoC: power 0.9, min lr 1e-4)
+- onecycle:    linear from end_lr up to lr at T / 2, linear back to end_lr at T (ACONV ResNet, Sec. 4.3:
+               "starts from 0.001, rises to its peak in the first half, drops to 0.001 towards the end";
+               set ``end_lr: 0.001`` for that recipe)
+- cosine:      end + (1 - end) * (1 + cos(pi * epoch / epochs)) / 2
+(``end`` = end_lr / lr.) Optional linear warmup multiplies any of them by ``min(1, (t + 1) / W)`` over the
+first ``W = warmup_epochs * steps_per_epoch`` steps, so milestones stay at the epochs the papers name
+(Goyal et al.'s gradual warmup).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Callable
+
+import torch
+
+from orchestrator.config import ScheduleSpec
+
+__all__ = ["SCHEDULES", "build_scheduler", "lr_multiplier"]
+
+SCHEDULES = ("constant", "step", "multistep", "exponential", "poly", "onecycle", "cosine")
+
+
+def lr_multiplier(spec: ScheduleSpec, base_lr: float, epochs: int, steps_per_epoch: int) -> Callable[[int], float]:
+    """Return ``f(step) -> multiplier of base_lr`` for optimiser step ``step`` (0-based, counted over the run)."""
+    if spec.name not in SCHEDULES:
+        raise ValueError(f"schedule.name: unknown schedule {spec.name!r}; allowed: {', '.join(SCHEDULES)}")
+    if epochs < 1 or steps_per_epoch < 1:
+        raise ValueError(f"epochs and steps_per_epoch must be >= 1 (got {epochs}, {steps_per_epoch})")
+    total = epochs * steps_per_epoch
+    end = spec.end_lr / base_lr
+    warmup_steps = spec.warmup_epochs * steps_per_epoch
+    milestones = sorted(spec.milestones)
+
+    def main(step: int) -> float:
+        epoch = step // steps_per_epoch
+        if spec.name == "constant":
+            return 1.0
+        if spec.name == "step":
+            return spec.gamma ** (epoch // spec.step_size)
+        if spec.name == "multistep":
+            return spec.gamma ** bisect.bisect_right(milestones, epoch)
+        if spec.name == "exponential":
+            return spec.gamma**epoch
+        if spec.name == "poly":
+            progress = min(step, total) / total
+            return end + (1.0 - end) * (1.0 - progress) ** spec.power
+        if spec.name == "onecycle":
+            half = total / 2
+            distance = abs(min(step, total) - half) / half  # 0 at the peak, 1 at both ends
+            return 1.0 - (1.0 - end) * distance
+        # cosine, per epoch
+        return end + (1.0 - end) * (1.0 + math.cos(math.pi * min(epoch, epochs) / epochs)) / 2
+
+    def multiplier(step: int) -> float:
+        factor = main(step)
+        if step < warmup_steps:
+            factor *= (step + 1) / warmup_steps
+        return factor
+
+    return multiplier
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, spec: ScheduleSpec, epochs: int, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A LambdaLR over ``optimizer`` (all groups share the multiplier); call ``.step()`` after every optimiser step."""
+    base_lr = optimizer.param_groups[0]["lr"]
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(spec, base_lr, epochs, steps_per_epoch))

@@ -1,0 +1,76 @@
+"""Atomic checkpoints, weights_only loading, the fallback to prev.pt, and RNG state round trips."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from orchestrator.checkpoint import load_checkpoint, read_checkpoint, rng_state, save_checkpoint, set_rng_state
+
+
+def paths(tmp_path: Path) -> tuple[Path, Path]:
+    return tmp_path / "checkpoints" / "last.pt", tmp_path / "checkpoints" / "prev.pt"
+
+
+def state(epoch: int) -> dict:
+    return {"epoch": epoch, "model": {"w": torch.full((3,), float(epoch))}, "spec": {"model": "resnet20"},
+            "rng": rng_state(), "mlflow_run_id": "abc", "best_val_top1": None}
+
+
+def test_save_rotates_last_to_prev_and_leaves_no_temporary(tmp_path: Path) -> None:
+    last, prev = paths(tmp_path)
+    save_checkpoint(state(1), last, prev)
+    assert last.exists() and not prev.exists()
+    save_checkpoint(state(2), last, prev)
+    assert read_checkpoint(last)["epoch"] == 2
+    assert read_checkpoint(prev)["epoch"] == 1
+    assert sorted(p.name for p in last.parent.iterdir()) == ["last.pt", "prev.pt"]
+
+
+def test_loads_with_weights_only_and_plain_data(tmp_path: Path) -> None:
+    last, prev = paths(tmp_path)
+    save_checkpoint(state(3), last, prev)
+    loaded = torch.load(last, weights_only=True)
+    assert loaded["mlflow_run_id"] == "abc" and loaded["spec"] == {"model": "resnet20"}
+    assert torch.equal(loaded["model"]["w"], torch.full((3,), 3.0))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "empty", "garbage"])
+def test_torn_last_falls_back_to_prev(tmp_path: Path, damage: str) -> None:
+    last, prev = paths(tmp_path)
+    save_checkpoint(state(1), last, prev)
+    save_checkpoint(state(2), last, prev)
+    data = last.read_bytes()
+    last.write_bytes({"truncate": data[: len(data) // 2], "empty": b"", "garbage": b"\x80\x02garbage" * 50}[damage])
+    loaded = load_checkpoint(last, prev)
+    assert loaded is not None and loaded["epoch"] == 1
+
+
+def test_missing_last_uses_prev_and_nothing_gives_none(tmp_path: Path) -> None:
+    last, prev = paths(tmp_path)
+    assert load_checkpoint(last, prev) is None
+    save_checkpoint(state(1), last, prev)
+    save_checkpoint(state(2), last, prev)
+    last.unlink()  # the instant between the two renames
+    assert load_checkpoint(last, prev)["epoch"] == 1
+    prev.write_bytes(b"")
+    assert load_checkpoint(last, prev) is None
+
+
+def test_rng_state_round_trip_through_a_checkpoint(tmp_path: Path) -> None:
+    last, prev = paths(tmp_path)
+    random.seed(1)
+    np.random.seed(2)
+    torch.manual_seed(3)
+    np.random.normal()  # leave a cached gaussian in numpy's state
+    save_checkpoint({"epoch": 1, "rng": rng_state()}, last, prev)
+    expected = (random.random(), np.random.rand(3).tolist(), np.random.normal(), torch.rand(3).tolist())
+    random.seed(99)
+    np.random.seed(99)
+    torch.manual_seed(99)
+    set_rng_state(load_checkpoint(last, prev)["rng"])
+    assert (random.random(), np.random.rand(3).tolist(), np.random.normal(), torch.rand(3).tolist()) == expected

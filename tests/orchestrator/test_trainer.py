@@ -1,0 +1,244 @@
+"""The trainer for real: CIFAR ResNet-20 on digits, a few tiny steps per epoch, on the CPU.
+
+Covers the end-to-end files of a trial, resume after an injected crash (bit-equal to an uninterrupted run),
+the fallback to prev.pt when last.pt is torn, the ACONV sigma clamp, the orth loss term and a 2-process
+gloo DDP run launched through submitit's LocalExecutor (the path the ``local`` executor takes).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import cloudpickle
+import pytest
+import submitit
+import torch
+
+import layers
+from orchestrator.config import DatasetSpec, LayerSpec, OptimizerSpec, RecipeSpec, ResourcesSpec, TrialSpec
+from orchestrator.distributed import DistInfo, setup_distributed, teardown_distributed
+from orchestrator.trainer import FAULT_ENV, InjectedFault, Trainer, build_trial_model, parse_faults, train
+from orchestrator.trialdir import TrialDir
+
+# The DDP test ships functions of this module to submitit's job processes, which cannot import tests/.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread, as a trial process gets (cpus_per_process=1): on a busy 2-core machine a second
+    OpenMP thread spinning against other processes makes a forward pass tens of times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+CPU = DistInfo(rank=0, local_rank=0, world_size=1, device="cpu", backend=None)
+METRIC_KEYS = {"epoch", "train_loss", "train_top1", "val_top1", "val_top5", "lr", "epoch_seconds",
+               "images_per_second", "sigma"}
+
+
+def tiny_spec(epochs: int = 3, steps: int = 2, layer: LayerSpec | None = None, lr: float = 0.05,
+              grad_clip: float | None = None, world_size: int = 1, batch_size: int = 16) -> TrialSpec:
+    return TrialSpec(
+        sweep="test-trainer",
+        model="resnet20",
+        dataset=DatasetSpec(name="digits", backend="pytorch", num_workers=0),
+        layer=layer or LayerSpec(),
+        recipe=RecipeSpec(
+            optimizer=OptimizerSpec(lr=lr, momentum=0.9, weight_decay=5e-4),
+            schedule={"name": "multistep", "milestones": (2,), "gamma": 0.2},
+            epochs=epochs, batch_size=batch_size, max_steps_per_epoch=steps, grad_clip=grad_clip,
+        ),
+        seed=3,
+        resources=ResourcesSpec(processes_per_node=world_size),
+    )
+
+
+def new_trial(tmp_path: Path, name: str, spec: TrialSpec) -> TrialDir:
+    trial = TrialDir(tmp_path / name)
+    trial.create()
+    trial.write_spec(spec.model_dump(mode="json"))
+    trial.write_run_id(f"run-{name}")
+    return trial
+
+
+def last_state(trial: TrialDir) -> dict:
+    return torch.load(trial.last_checkpoint, weights_only=True)
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory, one_thread: None) -> TrialDir:
+    """The reference: three epochs in one go."""
+    trial = new_trial(tmp_path_factory.mktemp("ref"), "ref", tiny_spec())
+    train(tiny_spec(), CPU, trial)
+    return trial
+
+
+def test_single_process_end_to_end_writes_the_trial_files(uninterrupted: TrialDir) -> None:
+    trial = uninterrupted
+    records = [json.loads(line) for line in trial.metrics_path.read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    for r in records:
+        assert set(r) == METRIC_KEYS
+        assert 0 <= r["val_top1"] <= r["val_top5"] <= 100 and 0 <= r["train_top1"] <= 100
+        assert r["images_per_second"] > 0 and r["epoch_seconds"] > 0 and r["sigma"] == {}
+    assert [r["lr"] for r in records] == pytest.approx([0.05, 0.05, 0.01])  # multistep x0.2 at epoch 2
+
+    summary = json.loads(trial.summary_path.read_text())
+    assert set(summary) == {"best_val_top1", "best_epoch", "final_val_top1", "final_val_top5", "folded_params",
+                            "folded_flops", "epochs"}
+    assert summary["final_val_top1"] == records[-1]["val_top1"]
+    assert summary["best_val_top1"] == max(r["val_top1"] for r in records)
+    assert records[summary["best_epoch"] - 1]["val_top1"] == summary["best_val_top1"]
+    params, flops = layers.count_params_flops(build_trial_model(tiny_spec()), input_shape=(1, 3, 32, 32))
+    assert (summary["folded_params"], summary["folded_flops"]) == (params, flops)
+    assert trial.is_done and trial.failure is None
+
+    state = last_state(trial)  # weights_only=True: plain data and tensors only
+    assert state["epoch"] == 3 and state["mlflow_run_id"] == "run-ref"
+    assert TrialSpec.model_validate(state["spec"]) == tiny_spec()
+    assert state["scheduler"]["last_epoch"] == 3 * 2
+    assert set(state) >= {"model", "optimizer", "scheduler", "scaler", "rng", "best_val_top1"}
+    assert torch.load(trial.prev_checkpoint, weights_only=True)["epoch"] == 2
+
+
+def test_resume_after_crash_does_not_retrain_and_matches_uninterrupted(
+    tmp_path: Path, uninterrupted: TrialDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trial = new_trial(tmp_path, "crashy", tiny_spec())
+    monkeypatch.setenv(FAULT_ENV, "crash:epoch=1")
+    with pytest.raises(InjectedFault):
+        train(tiny_spec(), CPU, trial)
+    assert "InjectedFault" in trial.failure and not trial.is_done
+    assert [r["epoch"] for r in trial.iter_metrics()] == [1]
+    assert last_state(trial)["epoch"] == 1
+
+    monkeypatch.delenv(FAULT_ENV)
+    train(tiny_spec(), CPU, trial)
+    assert [r["epoch"] for r in trial.iter_metrics()] == [1, 2, 3]  # epoch 1 was not trained again
+    assert trial.is_done and trial.failure is None
+    resumed, reference = last_state(trial), last_state(uninterrupted)
+    assert resumed["epoch"] == 3 and resumed["scheduler"]["last_epoch"] == reference["scheduler"]["last_epoch"]
+    assert_same_weights(resumed["model"], reference["model"])
+    for mine, theirs in zip(trial.read_metrics(), uninterrupted.read_metrics()):
+        assert (mine["train_loss"], mine["val_top1"], mine["lr"]) == (theirs["train_loss"], theirs["val_top1"],
+                                                                      theirs["lr"])
+
+
+def test_torn_last_checkpoint_falls_back_to_prev(
+    tmp_path: Path, uninterrupted: TrialDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trial = new_trial(tmp_path, "torn", tiny_spec())
+    monkeypatch.setenv(FAULT_ENV, "crash:epoch=2")
+    with pytest.raises(InjectedFault):
+        train(tiny_spec(), CPU, trial)
+    data = trial.last_checkpoint.read_bytes()
+    trial.last_checkpoint.write_bytes(data[: len(data) // 3])  # a write cut short by a node failure
+    monkeypatch.delenv(FAULT_ENV)
+    train(tiny_spec(), CPU, trial)
+    # epoch 2 ran again from prev.pt (epoch 1); the metrics file then holds it twice, the later line wins
+    assert [r["epoch"] for r in trial.iter_metrics()] == [1, 2, 2, 3]
+    assert [r["epoch"] for r in trial.read_metrics()] == [1, 2, 3]
+    assert_same_weights(last_state(trial)["model"], last_state(uninterrupted)["model"])
+
+
+def test_aconv_sigmas_stay_clipped_after_steps(tmp_path: Path) -> None:
+    # A large lr pushes sigmas started well inside [1/3, 3] against the bounds; the clamp must hold them.
+    layer = LayerSpec(method="aconv", aconv_sigma_init=(0.5, 2.5))
+    spec = tiny_spec(epochs=1, steps=3, layer=layer, lr=2.0, grad_clip=1.0)
+    run = Trainer(spec, CPU, new_trial(tmp_path, "aconv", spec))
+    run.run()
+    sigmas = [m for m in run.model.modules() if isinstance(m, layers.AdaptiveConv2d)]
+    assert sigmas
+    at_bound = 0
+    for module in sigmas:
+        lo, hi = module.sigma_clip
+        assert bool(((module.sigma >= lo) & (module.sigma <= hi)).all())
+        at_bound += int(((module.sigma == lo) | (module.sigma == hi)).sum())
+    assert at_bound > 0  # the clamp did act
+    record = run.trial_dir.read_metrics()[0]
+    assert any(key.startswith("aconv.") and key.endswith(".max") for key in record["sigma"])
+
+
+def test_orth_term_is_added_to_the_loss(tmp_path: Path) -> None:
+    # One step per run: train_loss is the loss at the initial weights, so the difference is the orth term.
+    plain = tiny_spec(epochs=1, steps=1)
+    orth = tiny_spec(epochs=1, steps=1, layer=LayerSpec(orth=True, orth_weight=0.5))
+    train(plain, CPU, new_trial(tmp_path, "plain", plain))
+    train(orth, CPU, new_trial(tmp_path, "orth", orth))
+    loss_plain = TrialDir(tmp_path / "plain").read_metrics()[0]["train_loss"]
+    loss_orth = TrialDir(tmp_path / "orth").read_metrics()[0]["train_loss"]
+    torch.manual_seed(orth.seed)
+    expected = layers.orth_loss(build_trial_model(orth), 0.5).item()
+    assert expected > 0
+    assert loss_orth - loss_plain == pytest.approx(expected, rel=1e-4)
+
+
+def test_fault_spec_errors_name_the_variable() -> None:
+    assert [(f.kind, f.value) for f in parse_faults("crash:epoch=2; sleep:seconds=0.5")] == [("crash", 2),
+                                                                                           ("sleep", 0.5)]
+    for bad in ("explode:epoch=1", "crash:seconds=1", "crash:epoch=x", "sleep"):
+        with pytest.raises(ValueError, match=f"{FAULT_ENV}: bad fault"):
+            parse_faults(bad)
+
+
+def ddp_rank(spec_json: dict, trial_path: str) -> dict:
+    """One rank of a DDP trial, run inside a submitit task: returns its view of the finished model."""
+    torch.set_num_threads(1)
+    dist = setup_distributed()
+    try:
+        spec = TrialSpec.model_validate(spec_json)
+        run = Trainer(spec, dist, TrialDir(trial_path))
+        summary = run.run()
+        state = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
+        return {"rank": dist.rank, "world_size": dist.world_size, "backend": dist.backend, "state": state,
+                "summary": summary, "train_images": run.train_loader.num_samples}
+    finally:
+        teardown_distributed()
+
+
+@pytest.mark.slow
+def test_ddp_two_ranks_through_submitit_local_executor(tmp_path: Path) -> None:
+    spec = tiny_spec(epochs=2, steps=2, world_size=2, batch_size=8)
+    trial = new_trial(tmp_path, "ddp", spec)
+    executor = submitit.LocalExecutor(folder=tmp_path / "submitit")
+    executor.update_parameters(tasks_per_node=2, timeout_min=10)
+    job = executor.submit(ddp_rank, spec.model_dump(mode="json"), str(trial.path))
+    results = sorted(job.results(), key=lambda r: r["rank"])
+    assert [(r["rank"], r["world_size"], r["backend"]) for r in results] == [(0, 2, "gloo"), (1, 2, "gloo")]
+    assert_same_weights(results[0]["state"], results[1]["state"])  # parameters and (synchronised) buffers
+    assert_same_weights(results[0]["state"], last_state(trial)["model"])
+    records = trial.read_metrics()
+    assert [r["epoch"] for r in trial.iter_metrics()] == [1, 2]  # rank 0 alone writes
+    # global throughput counts both ranks' images: 2 ranks x 2 steps x 8 images per epoch
+    assert all(r["images_per_second"] * r["epoch_seconds"] >= 32 for r in records)
+    assert results[0]["summary"]["final_val_top1"] == results[1]["summary"]["final_val_top1"]
+    assert trial.is_done
+
+
+def test_lost_metrics_line_is_recovered_and_eval_every_skips_validation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = tiny_spec(epochs=2, steps=1).model_copy(update={"eval_every": 2})
+    trial = new_trial(tmp_path, "lost-line", spec)
+    monkeypatch.setenv(FAULT_ENV, "crash:epoch=1")
+    with pytest.raises(InjectedFault):
+        train(spec, CPU, trial)
+    line = trial.read_metrics()[0]
+    assert "val_top1" not in line and "val_top5" not in line  # epoch 1 is not a validation epoch
+    trial.metrics_path.unlink()  # as if the crash came between the checkpoint and its metrics line
+    monkeypatch.delenv(FAULT_ENV)
+    train(spec, CPU, trial)
+    records = list(trial.iter_metrics())
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert records[0] == line  # taken from the checkpoint, not trained again
+    assert "val_top1" in records[1] and trial.read_summary()["best_epoch"] == 2
