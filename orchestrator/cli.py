@@ -1,0 +1,242 @@
+"""``convsweep``: the command line, the one module with argparse. Parses, calls the library, prints.
+
+Exit codes: 0 success, 1 a trial failed (or nothing to show), 2 bad input (a sweep-file error is one line on
+stderr, and nothing is submitted or recorded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["main"]
+
+_out = Console(soft_wrap=True)
+_err = Console(stderr=True, soft_wrap=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="convsweep", description="Sweeps of receptive-field-shaping convs.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log INFO messages")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_profile(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--profile", help="a profile of the sweep file (e.g. smoke, paper)")
+        sp.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a dotted key (value read as YAML); repeatable")
+
+    def with_root(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--root", default="runs", help="storage root the sweep was run with (default: runs)")
+
+    sp = sub.add_parser("validate", help="check a sweep file")
+    sp.add_argument("file")
+    with_profile(sp)
+    sp = sub.add_parser("plan", help="print the expanded trials and a GPU-hour estimate")
+    sp.add_argument("file")
+    with_profile(sp)
+    sp = sub.add_parser("sweep", help="run a sweep (trials already FINISHED are skipped)")
+    sp.add_argument("file")
+    with_profile(sp)
+    sp.add_argument("--executor", help="override executor.kind (local, slurm)")
+    sp.add_argument("--detach", action="store_true", help="run the driver in the background (slurm only)")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sp = sub.add_parser("status", help="done / running / failed trials of a sweep, epochs, ETA")
+    sp.add_argument("sweep")
+    with_root(sp)
+    sp = sub.add_parser("resume", help="continue an interrupted sweep from its checkpoints")
+    sp.add_argument("sweep")
+    with_root(sp)
+    sp.add_argument("--restart-errored", action="store_true", help="run errored trials again")
+    sp.add_argument("--no-progress", action="store_true")
+    sp = sub.add_parser("table", help="the results table of a sweep (file or recorded sweep name)")
+    sp.add_argument("sweep", metavar="FILE|SWEEP")
+    with_root(sp)
+    sp.add_argument("--format", default="md", choices=("md", "csv", "latex", "html"))
+    sp.add_argument("--tracking-uri", help="read runs from this MLflow URI instead of the sweep's")
+    sp = sub.add_parser("cancel", help="stop a sweep's driver and end its running jobs")
+    sp.add_argument("sweep")
+    with_root(sp)
+    sp = sub.add_parser("logs", help="print a trial's job log")
+    sp.add_argument("sweep")
+    sp.add_argument("trial", help="trial key (or a unique prefix)")
+    with_root(sp)
+    return p
+
+
+def _load_any(name: str, root: str) -> tuple[object, str | None]:
+    """A sweep from a sweep file, or recorded under the storage root by an earlier `convsweep sweep`."""
+    from orchestrator.sweep import load_recorded, prepare_sweep
+
+    if Path(name).is_file():
+        return prepare_sweep(name), str(Path(name).resolve())
+    return load_recorded(name, root)
+
+
+def _table_text(spec: object, source: str | None, fmt: str, tracking_uri: str | None = None) -> str:
+    from orchestrator.tables import render, sweep_table
+
+    sweep_dir = Path(source).parent if source else None
+    return render(sweep_table(spec, sweep_dir=sweep_dir, tracking_uri=tracking_uri), fmt)
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from orchestrator.expand import expand
+    from orchestrator.sweepfile import load_sweep
+
+    spec = load_sweep(args.file, args.profile, args.overrides)
+    n = len(expand(spec))
+    _out.print(f"{args.file}: ok ({spec.name}: {n} trial{'s' * (n != 1)})", highlight=False)
+    return 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from orchestrator.plan import render_plan
+    from orchestrator.sweepfile import load_sweep
+
+    _out.print(render_plan(load_sweep(args.file, args.profile, args.overrides)))
+    return 0
+
+
+def _detach(args: argparse.Namespace) -> int:
+    from orchestrator.sweep import prepare_sweep, sweep_dir
+
+    spec = prepare_sweep(args.file, args.profile, args.overrides, args.executor)
+    if spec.executor.kind == "local":
+        raise ValueError("--detach: a local sweep runs on this machine and cannot detach (got executor local; "
+                         "allowed: slurm); run it in the foreground or under nohup/tmux")
+    log_path = sweep_dir(spec) / "driver.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "orchestrator.cli", "sweep", args.file, "--no-progress"]
+    argv += ["--profile", args.profile] if args.profile else []
+    argv += [f"--set={o}" for o in args.overrides] + (["--executor", args.executor] if args.executor else [])
+    with open(log_path, "a", encoding="utf-8") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    _out.print(f"sweep {spec.name}: driver running in the background (pid {proc.pid}); log: {log_path}\n"
+               f"follow it with: convsweep status {spec.name} --root {spec.storage.root}", highlight=False)
+    return 0
+
+
+def _print_result(result: object) -> int:
+    from orchestrator.sweep import SweepResult
+
+    assert isinstance(result, SweepResult)
+    spec = result.sweep
+    ran = len(result.finished) + len(result.failed) + len(result.stopped)
+    _out.print(f"sweep {spec.name}: {result.total} trials; {len(result.skipped)} already finished, {ran} run now: "
+               f"{len(result.finished)} finished, {len(result.stopped)} stopped early, {len(result.failed)} failed",
+               highlight=False)
+    if result.restored:
+        _out.print("resumed from Ray Tune's saved experiment state", highlight=False)
+    for key, error in result.failed.items():
+        _err.print(f"  FAILED {key}: {error} (convsweep logs {spec.name} {key} --root {spec.storage.root})",
+                   highlight=False)
+    if spec.table is not None:
+        _out.print(_table_text(spec, result.source_file, "md"), highlight=False, markup=False)
+    if spec.tracking.uri.startswith(("sqlite:", "file:")) or "://" not in spec.tracking.uri:
+        _out.print(f"MLflow: mlflow ui --backend-store-uri {spec.tracking.uri}  (experiment {spec.experiment!r})",
+                   highlight=False, markup=False)
+    else:
+        _out.print(f"MLflow: {spec.tracking.uri} (experiment {spec.experiment!r})", highlight=False, markup=False)
+    return 0 if result.ok else 1
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from orchestrator.sweep import run_sweep
+
+    if args.detach:
+        return _detach(args)
+    result = run_sweep(args.file, args.profile, args.overrides, args.executor,
+                       show_progress=not args.no_progress and _err.is_terminal)
+    return _print_result(result)
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from orchestrator.sweep import resume_sweep
+
+    result = resume_sweep(args.sweep, root=args.root, restart_errored=args.restart_errored,
+                          show_progress=not args.no_progress and _err.is_terminal)
+    return _print_result(result)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from orchestrator.sweep import status_rows
+
+    rows = status_rows(args.sweep, args.root)
+    table = Table(title=f"{args.sweep}")
+    for col in ("trial_key", "trial", "state", "epoch", "eta"):
+        table.add_column(col)
+    for r in rows:
+        eta = "" if r.eta_seconds is None else f"{r.eta_seconds / 60:.1f} min"
+        table.add_row(r.trial_key, r.label, r.state, f"{r.epoch}/{r.epochs}", eta)
+    _out.print(table)
+    counts = {s: sum(r.state == s for r in rows) for s in ("done", "running", "failed", "interrupted", "pending")}
+    _out.print(", ".join(f"{n} {s}" for s, n in counts.items()), highlight=False)
+    return 0
+
+
+def _cmd_table(args: argparse.Namespace) -> int:
+    spec, source = _load_any(args.sweep, args.root)
+    _out.print(_table_text(spec, source, args.format, args.tracking_uri), highlight=False, markup=False)
+    return 0
+
+
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    from orchestrator.sweep import cancel_sweep
+
+    ended = cancel_sweep(args.sweep, args.root)
+    _out.print(f"sweep {args.sweep}: driver stopped; {ended} job{'s' * (ended != 1)} ended", highlight=False)
+    return 0
+
+
+def _cmd_logs(args: argparse.Namespace) -> int:
+    from orchestrator.sweep import load_recorded, sweep_dir
+    from orchestrator.trialdir import TrialDir
+
+    spec, _ = load_recorded(args.sweep, args.root)
+    base = sweep_dir(spec)
+    matches = [p for p in base.iterdir() if p.is_dir() and p.name.startswith(args.trial) and (p / "spec.json").exists()]
+    if len(matches) != 1:
+        known = ", ".join(sorted(p.name for p in base.iterdir() if (p / "spec.json").exists()))
+        raise ValueError(f"TRIAL: {'no' if not matches else 'more than one'} trial matches {args.trial!r} "
+                         f"(allowed: {known or 'none yet'})")
+    td = TrialDir(matches[0])
+    if not td.log_path.exists():
+        raise ValueError(f"TRIAL: trial {td.path.name} has no log yet (no {td.log_path})")
+    sys.stdout.write(td.log_path.read_text(encoding="utf-8", errors="replace"))
+    return 0
+
+
+_COMMANDS = {
+    "validate": _cmd_validate, "plan": _cmd_plan, "sweep": _cmd_sweep, "status": _cmd_status,
+    "resume": _cmd_resume, "table": _cmd_table, "cancel": _cmd_cancel, "logs": _cmd_logs,
+}  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        # MLflow configures its own loggers on import (announcing database migrations at INFO)
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    try:
+        return _COMMANDS[args.command](args)
+    except ValueError as exc:  # ConfigError is a ValueError: one line, nothing submitted
+        _err.print(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, highlight=False, markup=False)
+        return 2
+    except KeyboardInterrupt:
+        _err.print("interrupted: `convsweep resume` continues the sweep", highlight=False)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""The driver-side life of one trial: prepare its directory, submit its job, follow it, record it in MLflow.
+
+``run_trial`` is what each Ray Tune trial runs (``orchestrator.tune`` wraps it; this module does not import
+Ray). It is a thin proxy: the training happens in the job's processes, which talk to the driver only through
+the trial directory. The proxy
+
+1. writes ``spec.json`` and the MLflow run id (creating the run or re-using the trial's run),
+2. ends a job of an earlier driver that is still running for this trial (its id is in ``job.json``), so two
+   jobs never write into one directory -- a SIGKILLed driver leaves its jobs running, and the resumed trial
+   continues from the last checkpoint instead,
+3. submits ``TrialJob`` through the sweep's executor,
+4. tails ``metrics.jsonl``: new epochs go to MLflow (epochs already logged are skipped) and to ``report``,
+5. ends the run FINISHED (summary metrics logged) as soon as rank 0 has written DONE -- the job's processes
+   take seconds to exit, a reaper thread waits for that instead of the trial -- or FAILED (error tag,
+   ``TrialFailed`` raised so Tune can retry); when it is interrupted (Tune stopped the trial, the process
+   exits) the job is cancelled and the run ends KILLED.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import submitit
+
+from orchestrator.config import ExecutorSpec, TrialSpec
+from orchestrator.executors import JobHandle, JobState, get_executor
+from orchestrator.tracking import Tracker
+from orchestrator.trialdir import TrialDir, atomic_write_text
+
+__all__ = ["JOB_FILE", "TrialContext", "TrialFailed", "run_trial", "cancel_live_jobs"]
+
+logger = logging.getLogger(__name__)
+
+JOB_FILE = "job.json"  # {"executor": kind, "job_id": id} of the trial's latest job
+
+
+class _JobRef(submitit.helpers.Checkpointable):
+    """Submits ``orchestrator.job.TrialJob`` without importing it (and torch) into the proxy's process.
+
+    The job processes import it when they run; a requeue (``checkpoint``) hands over to TrialJob's own.
+    """
+
+    def __init__(self, trial_dir: str) -> None:
+        self.trial_dir = trial_dir
+
+    def __call__(self) -> Any:
+        from orchestrator.job import TrialJob
+
+        return TrialJob(self.trial_dir)()
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        from orchestrator.job import TrialJob
+
+        return TrialJob(self.trial_dir).checkpoint(*args, **kwargs)
+
+
+class TrialFailed(RuntimeError):
+    """The trial's job failed; the message is its error's last line."""
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial of a sweep shares: plain data, so it travels inside Tune's trial config."""
+
+    storage_root: str
+    tracking_uri: str
+    experiment: str
+    executor: dict[str, Any]
+    executor_folder: str
+    git: str
+    poll_seconds: float = 0.25
+    env: dict[str, str] = field(default_factory=dict)  # the driver's CONVSWEEP_* variables, for the jobs
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialContext:
+        return cls(**data)
+
+
+# Jobs this process follows; ended (cancel + run KILLED) when the process exits without its proxy's
+# ``finally`` having run (Ray terminates a stopped trial's actor without waiting for the trial's thread).
+_LIVE: dict[str, tuple[JobHandle, Tracker, str]] = {}
+_LIVE_LOCK = threading.Lock()
+
+
+def _abandon(key: str) -> None:
+    with _LIVE_LOCK:
+        entry = _LIVE.pop(key, None)
+    if entry is None:
+        return
+    handle, tracker, run_id = entry
+    if handle.done():
+        return
+    logger.info("trial %s interrupted: cancelling job %s", key, handle.job_id)
+    handle.cancel()
+    tracker.end(run_id, "KILLED")
+
+
+# Jobs whose trial is DONE but whose processes are still exiting (interpreter teardown takes seconds): the
+# proxy does not wait for them, a reaper thread does, and ends any that do not exit in time.
+_REAP_SECONDS = 120.0
+_FAILED_GRACE_SECONDS = 5.0  # after a rank wrote FAILED, before the job's remaining processes are ended
+_REAPING: set[Any] = set()
+
+
+def _reap(handle: JobHandle) -> None:
+    deadline = time.monotonic() + _REAP_SECONDS
+    try:
+        while not handle.done():
+            if time.monotonic() > deadline:
+                logger.warning("job %s wrote DONE but did not exit: ending it", handle.job_id)
+                handle.cancel()
+                break
+            time.sleep(0.5)
+    finally:
+        _REAPING.discard(handle)
+
+
+def _reap_later(handle: JobHandle) -> None:
+    _REAPING.add(handle)
+    threading.Thread(target=_reap, args=(handle,), name=f"reap-{handle.job_id}", daemon=True).start()
+
+
+def cancel_live_jobs() -> None:
+    """Cancel every job this process follows and mark their runs KILLED (jobs of DONE trials just end)."""
+    for key in list(_LIVE):
+        _abandon(key)
+    for handle in list(_REAPING):
+        if not handle.done():
+            handle.cancel()
+
+
+atexit.register(cancel_live_jobs)
+
+
+def _end_stale_job(executor: Any, td: TrialDir) -> None:
+    path = td.path / JOB_FILE
+    if not path.exists():
+        return
+    previous = json.loads(path.read_text(encoding="utf-8"))
+    attach = getattr(executor, "attach", None)
+    if previous.get("executor") != executor.kind or attach is None:
+        return
+    stale = attach(str(previous["job_id"]))
+    if stale is not None and not stale.done():
+        logger.warning("trial %s: ending job %s left running by an earlier driver", td.path.name, stale.job_id)
+        stale.cancel()
+
+
+def _job_environment(env: dict[str, str]) -> None:
+    """Jobs inherit this process's environment: give them the driver's CONVSWEEP_* settings, and only those.
+
+    A long-lived Ray cluster may have been started with other settings than the driver that submits now.
+    """
+    for key in [k for k in os.environ if k.startswith("CONVSWEEP_") and k not in env]:
+        del os.environ[key]
+    os.environ.update(env)
+
+
+def _error_text(td: TrialDir, handle: JobHandle, state: JobState) -> str:
+    text = td.failure or ""
+    if not text.strip():
+        text = handle.reason() or f"job {handle.job_id} ended {state.value} without writing DONE"
+        if handle.log_path.exists():
+            text = handle.log_path.read_text(encoding="utf-8", errors="replace")[-4000:] + "\n" + text
+    return text
+
+
+def _append_log(td: TrialDir, text: str) -> None:
+    with open(td.log_path, "a", encoding="utf-8") as f:
+        f.write(f"\n[convsweep driver] trial failed:\n{text.rstrip()}\n")
+
+
+def run_trial(
+    spec: TrialSpec,
+    ctx: TrialContext,
+    report: Callable[[dict[str, Any]], None],
+    reported_epoch: int = 0,
+) -> dict[str, Any]:
+    """Run one trial to its end; returns its summary. ``report`` gets every epoch after ``reported_epoch``."""
+    td = TrialDir.for_trial(ctx.storage_root, spec.sweep, spec.trial_key)
+    td.create()
+    td.write_spec(spec.model_dump(mode="json"))
+    tracker = Tracker(ctx.tracking_uri, ctx.experiment, spec.sweep)
+    settings = ExecutorSpec.model_validate(ctx.executor)
+    kind = "evaluate" if spec.evaluate_source else "train"
+    run_id = tracker.ensure_run(spec, td, executor=settings.kind, git=ctx.git, kind=kind)
+    executor = get_executor(settings, ctx.executor_folder)
+    _end_stale_job(executor, td)
+
+    def pump(reported: int) -> int:
+        records = td.read_metrics()
+        tracker.log_epochs(run_id, records)
+        for record in records:
+            if int(record["epoch"]) > reported:
+                report(record)
+                reported = int(record["epoch"])
+        return reported
+
+    if td.is_done:  # the job ended while no driver watched it
+        pump(reported_epoch)
+        return _finish(td, tracker, run_id)
+
+    td.clear_markers()
+    _job_environment(ctx.env)
+    try:
+        handle = executor.submit(_JobRef(str(td.path)), name=f"{spec.sweep}-{spec.trial_key}", resources=spec.resources)
+    except Exception:
+        tracker.end(run_id, "FAILED", traceback.format_exc())
+        raise
+    atomic_write_text(td.path / JOB_FILE, json.dumps({"executor": settings.kind, "job_id": handle.job_id}) + "\n")
+    with _LIVE_LOCK:
+        _LIVE[spec.trial_key] = (handle, tracker, run_id)
+    try:
+        tracker.record_job(run_id, handle.job_id)
+        reported, size, failed_since = reported_epoch, -1, None
+        while True:
+            state = handle.state()  # before reading: lines written before the job ended are then all seen
+            done = td.is_done  # rank 0 writes DONE last: every metrics line is there
+            if td.failed_marker.exists() and not state.is_terminal:
+                # One rank failed; the others may wait for it in a collective until the DDP timeout.
+                failed_since = failed_since or time.monotonic()
+                if time.monotonic() - failed_since > _FAILED_GRACE_SECONDS:
+                    handle.cancel()
+                    state = handle.state()
+            new_size = td.metrics_path.stat().st_size if td.metrics_path.exists() else 0
+            if new_size != size or state.is_terminal or done:
+                size = new_size
+                reported = pump(reported)
+            if state.is_terminal or done:
+                break
+            time.sleep(ctx.poll_seconds)
+        if td.is_done:
+            with _LIVE_LOCK:
+                _LIVE.pop(spec.trial_key, None)
+            if not handle.done():
+                _reap_later(handle)
+            return _finish(td, tracker, run_id)
+        error = _error_text(td, handle, state)
+        if not td.failure:  # the trainer logged its own traceback to job.log; this failure came from outside
+            _append_log(td, error)
+        tracker.end(run_id, "FAILED", error)
+        last = [line for line in error.strip().splitlines() if line.strip()]
+        raise TrialFailed(f"trial {spec.trial_key}: {last[-1] if last else state.value}")
+    finally:
+        _abandon(spec.trial_key)
+
+
+def _finish(td: TrialDir, tracker: Tracker, run_id: str) -> dict[str, Any]:
+    summary = td.read_summary() or {}
+    tracker.log_summary(run_id, summary)
+    tracker.end(run_id, "FINISHED")
+    return summary

@@ -1,0 +1,341 @@
+"""Running, resuming and inspecting a sweep: the library behind ``convsweep sweep | resume | status | cancel``.
+
+``run_sweep`` validates everything first (a ``ConfigError`` before anything is submitted or recorded),
+expands the trials, asks MLflow which trial keys are already settled (FINISHED, or stopped early by the
+scheduler) and runs only the others through Ray Tune, so running a sweep twice starts no trial and creates
+no run. At submission it stores the resolved sweep as ``<storage root>/<sweep>/sweep.json``: ``resume``,
+``status`` and ``cancel`` then need only the sweep's name.
+
+``resume_sweep`` restores the sweep's Tune experiment when there is one (Tune re-runs its unfinished trials,
+and with ``restart_errored`` its errored ones), then runs whatever is still unsettled as a fresh Tune run.
+Either way a trial continues from its own checkpoints and MLflow run, and a job a killed driver left running
+is ended first (``orchestrator.proxy``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator.config import SweepSpec, TrialSpec
+from orchestrator.executors import available_executors, get_executor
+from orchestrator.expand import expand
+from orchestrator.progress import SweepProgress
+from orchestrator.proxy import JOB_FILE, TrialContext
+from orchestrator.sweepfile import ConfigError, Problem, load_sweep
+from orchestrator.tracking import TAG, Tracker, absolute_tracking_uri, git_commit
+from orchestrator.trialdir import TrialDir, atomic_write_text
+
+__all__ = [
+    "SweepResult", "StatusRow", "prepare_sweep", "run_sweep", "resume_sweep", "load_recorded", "status_rows",
+    "cancel_sweep", "sweep_dir", "DRIVER_PID_FILE",
+]  # fmt: skip
+
+logger = logging.getLogger(__name__)
+
+SWEEP_FILE = "sweep.json"
+DRIVER_PID_FILE = "driver.pid"
+
+
+@dataclass
+class SweepResult:
+    sweep: SweepSpec
+    total: int
+    skipped: list[str] = field(default_factory=list)  # settled before this run
+    finished: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)  # ended early by the scheduler (ASHA)
+    failed: dict[str, str] = field(default_factory=dict)  # key -> last line of the error
+    source_file: str | None = None
+    restored: bool = False  # resumed through Ray Tune's saved experiment state
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def sweep_dir(sweep: SweepSpec) -> Path:
+    return Path(sweep.storage.root) / sweep.name
+
+
+def prepare_sweep(
+    sweep: str | os.PathLike[str] | SweepSpec,
+    profile: str | None = None,
+    overrides: tuple[str, ...] | list[str] = (),
+    executor: str | None = None,
+) -> SweepSpec:
+    """Load and fully validate a sweep; paths (storage root, SQLite file) pinned to absolute ones."""
+    spec = sweep if isinstance(sweep, SweepSpec) else load_sweep(sweep, profile, tuple(overrides))
+    where = "" if isinstance(sweep, SweepSpec) else str(sweep)
+    if executor is not None:
+        if executor not in available_executors():
+            raise ConfigError(Problem("--executor", "unknown executor", executor, ", ".join(available_executors())), where or None)
+        spec = spec.model_copy(update={"executor": spec.executor.model_copy(update={"kind": executor})})
+    spec = spec.model_copy(
+        update={
+            "tracking": spec.tracking.model_copy(update={"uri": absolute_tracking_uri(spec.tracking.uri)}),
+            "storage": spec.storage.model_copy(update={"root": str(Path(spec.storage.root).resolve())}),
+        }
+    )
+    try:
+        expand(spec)
+    except ConfigError as exc:
+        raise (exc.with_file(where) if where else exc) from None
+    return spec
+
+
+def _record(spec: SweepSpec, source_file: str | None) -> None:
+    data = {"spec": spec.model_dump(mode="json"), "source_file": source_file}
+    atomic_write_text(sweep_dir(spec) / SWEEP_FILE, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def load_recorded(name: str | os.PathLike[str], root: str | os.PathLike[str] = "runs") -> tuple[SweepSpec, str | None]:
+    """The sweep recorded at submission: ``name`` is a sweep name under ``root``, or a sweep directory."""
+    candidates = [Path(name) / SWEEP_FILE, Path(root) / str(name) / SWEEP_FILE]
+    for path in candidates:
+        if path.is_file():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return SweepSpec.model_validate(data["spec"]), data.get("source_file")
+    raise ValueError(
+        f"SWEEP: no recorded sweep {str(name)!r} (looked for {candidates[1]}); pass --root <storage root> "
+        "or the sweep's directory"
+    )
+
+
+def _context(spec: SweepSpec) -> TrialContext:
+    env = {k: v for k, v in os.environ.items() if k.startswith("CONVSWEEP_")}
+    return TrialContext(
+        storage_root=spec.storage.root,
+        tracking_uri=spec.tracking.uri,
+        experiment=spec.experiment,
+        executor=spec.executor.model_dump(mode="json"),
+        executor_folder=str(sweep_dir(spec) / "jobs"),
+        git=git_commit(Path(__file__).parent),
+        env=env,
+    )
+
+
+def _settled(tracker: Tracker) -> set[str]:
+    return tracker.finished_keys() | tracker.stopped_keys()
+
+
+def _epochs_on_disk(spec: SweepSpec, trials: list[TrialSpec]) -> dict[str, int]:
+    seen = {}
+    for t in trials:
+        records = TrialDir.for_trial(spec.storage.root, spec.name, t.trial_key).read_metrics()
+        if records:
+            seen[t.trial_key] = min(int(records[-1]["epoch"]), t.recipe.epochs)
+    return seen
+
+
+def _run(spec: SweepSpec, trials: list[TrialSpec], pending: list[TrialSpec], tracker: Tracker, result: SweepResult,
+         *, restore: bool = False, restart_errored: bool = False, show_progress: bool = True) -> None:
+    from orchestrator.tune import run_tune  # imports ray
+
+    by_key = {t.trial_key: t for t in trials}
+    pid_file = sweep_dir(spec) / DRIVER_PID_FILE
+    atomic_write_text(pid_file, f"{os.getpid()}\n")
+    progress = SweepProgress(
+        len(trials), sum(t.recipe.epochs for t in trials), done_trials=len(trials) - len(pending),
+        epochs_seen=_epochs_on_disk(spec, trials), metric=spec.tune.metric, enabled=show_progress,
+    )  # fmt: skip
+    try:
+        with progress:
+            outcomes = run_tune(spec, pending, _context(spec), restore=restore, restart_errored=restart_errored,
+                                progress=progress, on_complete=lambda key: _end_if_stopped(spec, key, tracker))
+    finally:
+        pid_file.unlink(missing_ok=True)
+        _end_orphans(spec, pending, tracker)
+    runs = tracker.status_by_key()
+    for outcome in outcomes:
+        trial = by_key.get(outcome.trial_key)
+        run = runs.get(outcome.trial_key)
+        if not outcome.ok:
+            result.failed[outcome.trial_key] = outcome.error or "failed"
+        elif trial is not None and not TrialDir.for_trial(spec.storage.root, spec.name, trial.trial_key).is_done:
+            # Tune ended it without an error before its last epoch: the scheduler stopped it.
+            result.stopped.append(outcome.trial_key)
+            if run is not None:  # again: a proxy that outlived the stop may have recorded its job's end
+                tracker.set_tags(run.info.run_id, {f"{TAG}stopped": "scheduler"})
+                tracker.end(run.info.run_id, "KILLED")
+        else:
+            result.finished.append(outcome.trial_key)
+
+
+def _end_if_stopped(spec: SweepSpec, key: str, tracker: Tracker) -> None:
+    """Tune ended trial ``key`` without an error: if it is not DONE the scheduler stopped it; end its job."""
+    td = TrialDir.for_trial(spec.storage.root, spec.name, key)
+    if td.is_done:
+        return
+    handle = _job_alive(spec, td)
+    if handle is not None:
+        logger.info("trial %s stopped by the scheduler: ending job %s", key, handle.job_id)
+        handle.cancel()
+    run = tracker.status_by_key().get(key)
+    if run is not None:
+        tracker.set_tags(run.info.run_id, {f"{TAG}stopped": "scheduler"})
+        tracker.end(run.info.run_id, "KILLED")
+
+
+def _end_orphans(spec: SweepSpec, trials: list[TrialSpec], tracker: Tracker) -> None:
+    """End jobs still running once Tune has returned (an interrupted driver); their runs become KILLED.
+
+    A proxy cancels its own job when it is stopped, but Ray may kill a trial's actor before that runs.
+    """
+    runs = None
+    for trial in trials:
+        td = TrialDir.for_trial(spec.storage.root, spec.name, trial.trial_key)
+        handle = _job_alive(spec, td)
+        if handle is None:
+            continue
+        if td.is_done:  # finished; its processes are still exiting: give them a moment
+            deadline = time.monotonic() + 15
+            while not handle.done() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if not handle.done():
+                handle.cancel()
+            continue
+        logger.warning("trial %s: ending job %s left running", trial.trial_key, handle.job_id)
+        handle.cancel()
+        runs = tracker.status_by_key() if runs is None else runs
+        run = runs.get(trial.trial_key)
+        if run is not None and run.info.status == "RUNNING":
+            tracker.end(run.info.run_id, "KILLED")
+
+
+def run_sweep(
+    sweep: str | os.PathLike[str] | SweepSpec,
+    profile: str | None = None,
+    overrides: tuple[str, ...] | list[str] = (),
+    executor: str | None = None,
+    *,
+    show_progress: bool = True,
+) -> SweepResult:
+    """Run every trial of the sweep that is not settled yet; see the module docstring."""
+    spec = prepare_sweep(sweep, profile, overrides, executor)
+    source = None if isinstance(sweep, SweepSpec) else str(Path(sweep).resolve())
+    trials = expand(spec)
+    tracker = Tracker(spec.tracking.uri, spec.experiment, spec.name)
+    settled = _settled(tracker)
+    pending = [t for t in trials if t.trial_key not in settled]
+    result = SweepResult(spec, len(trials), skipped=[t.trial_key for t in trials if t.trial_key in settled],
+                         source_file=source)
+    _record(spec, source)
+    if pending:
+        _run(spec, trials, pending, tracker, result, show_progress=show_progress)
+    return result
+
+
+def resume_sweep(
+    name: str | os.PathLike[str],
+    *,
+    root: str | os.PathLike[str] = "runs",
+    restart_errored: bool = False,
+    show_progress: bool = True,
+) -> SweepResult:
+    """Continue an interrupted sweep: unfinished trials from their checkpoints, errored ones if asked."""
+    from orchestrator.tune import can_restore
+
+    spec, source = load_recorded(name, root)
+    trials = expand(spec)
+    tracker = Tracker(spec.tracking.uri, spec.experiment, spec.name)
+    settled = _settled(tracker)
+    result = SweepResult(spec, len(trials), skipped=[t.trial_key for t in trials if t.trial_key in settled],
+                         source_file=source)
+    if can_restore(spec):
+        pending = [t for t in trials if t.trial_key not in settled]
+        if pending:
+            logger.info("restoring the Tune experiment of sweep %s", spec.name)
+            result.restored = True
+            _run(spec, trials, pending, tracker, result, restore=True, restart_errored=restart_errored,
+                 show_progress=show_progress)
+        settled = _settled(tracker)
+    errored = set() if restart_errored else _failed_keys(tracker) | set(result.failed)
+    rest = [t for t in trials if t.trial_key not in settled and t.trial_key not in errored]
+    if rest:
+        _run(spec, trials, rest, tracker, result, show_progress=show_progress)
+    return result
+
+
+def _failed_keys(tracker: Tracker) -> set[str]:
+    return {k for k, r in tracker.status_by_key().items() if r.info.status == "FAILED"}
+
+
+# -- status and cancel ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StatusRow:
+    trial_key: str
+    label: str
+    state: str  # done | running | failed | interrupted | pending
+    epoch: int
+    epochs: int
+    eta_seconds: float | None
+
+
+def _job_alive(spec: SweepSpec, td: TrialDir) -> Any:
+    path = td.path / JOB_FILE
+    if not path.exists():
+        return None
+    job = json.loads(path.read_text(encoding="utf-8"))
+    if job.get("executor") != spec.executor.kind:
+        return None
+    executor = get_executor(spec.executor, sweep_dir(spec) / "jobs")
+    attach = getattr(executor, "attach", None)
+    handle = attach(str(job["job_id"])) if attach is not None else None
+    return handle if handle is not None and not handle.done() else None
+
+
+def status_rows(name: str | os.PathLike[str], root: str | os.PathLike[str] = "runs") -> list[StatusRow]:
+    """One row per trial, read from the trial directories (and the executor for live jobs)."""
+    spec, _ = load_recorded(name, root)
+    rows = []
+    for trial in expand(spec):
+        td = TrialDir.for_trial(spec.storage.root, spec.name, trial.trial_key)
+        records = td.read_metrics()
+        epoch = int(records[-1]["epoch"]) if records else 0
+        if td.is_done:
+            state = "done"
+        elif _job_alive(spec, td) is not None:
+            state = "running"
+        elif td.failure is not None:
+            state = "failed"
+        else:
+            state = "interrupted" if epoch else "pending"
+        seconds = [float(r["epoch_seconds"]) for r in records if isinstance(r.get("epoch_seconds"), (int, float))]
+        eta = (trial.recipe.epochs - epoch) * (sum(seconds) / len(seconds)) if seconds and state != "done" else None
+        label = f"{trial.model}/{trial.layer.method}/seed{trial.seed}"
+        rows.append(StatusRow(trial.trial_key, label, state, epoch, trial.recipe.epochs, eta))
+    return rows
+
+
+def cancel_sweep(name: str | os.PathLike[str], root: str | os.PathLike[str] = "runs", *, grace: float = 30.0) -> int:
+    """Stop the sweep's driver (SIGINT: Tune stops its trials) and end any job still running; returns jobs ended."""
+    spec, _ = load_recorded(name, root)
+    pid_file = sweep_dir(spec) / DRIVER_PID_FILE
+    if pid_file.exists():
+        pid = int(pid_file.read_text().strip())
+        try:
+            os.kill(pid, signal.SIGINT)
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+                time.sleep(0.2)
+        except ProcessLookupError:
+            pass
+    ended = 0
+    tracker = Tracker(spec.tracking.uri, spec.experiment, spec.name)
+    runs = tracker.status_by_key()
+    for trial in expand(spec):
+        td = TrialDir.for_trial(spec.storage.root, spec.name, trial.trial_key)
+        handle = _job_alive(spec, td)
+        if handle is not None:
+            handle.cancel()
+            ended += 1
+        run = runs.get(trial.trial_key)
+        if run is not None and run.info.status == "RUNNING":
+            tracker.end(run.info.run_id, "KILLED")
+    return ended

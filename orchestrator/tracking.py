@@ -1,0 +1,252 @@
+"""MLflow bookkeeping of a sweep, driver side only: compute nodes never talk to the tracking server.
+
+One MLflow run per trial, found again by its ``convsweep.trial_key`` tag (or the id the driver wrote into
+the trial directory before the first submission), so a retried, resumed or re-run trial always writes into
+the same run. The trial's ``metrics.jsonl`` is turned into metrics with ``step = epoch``; epochs already
+logged are skipped, so replaying the file after a crash or a resume duplicates nothing. Params are logged
+once, when the run is created. Works the same with a SQLite URI and an ``mlflow server`` URI.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mlflow.entities import Metric, Param, RunStatus, RunTag, ViewType
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from orchestrator.config import TrialSpec
+from orchestrator.trialdir import TrialDir
+
+__all__ = ["Tracker", "git_commit", "absolute_tracking_uri", "EPOCH_METRICS", "TAG"]
+
+logger = logging.getLogger(__name__)
+
+TAG = "convsweep."
+EPOCH_METRICS = (
+    "train_loss", "train_top1", "val_top1", "val_top5", "lr", "epoch_seconds", "images_per_second",
+)  # fmt: skip
+# MLflow keeps tag values up to 8,000 characters; keep the error tag well inside it.
+_ERROR_TAIL_CHARS = 6000
+_BATCH = 100
+T = TypeVar("T")
+
+
+def git_commit(cwd: str | Path | None = None) -> str:
+    """The commit of the code that drives the sweep ("unknown" outside a git checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def absolute_tracking_uri(uri: str, base: str | Path | None = None) -> str:
+    """Pin a relative SQLite path to ``base`` (default: cwd), so processes with another cwd find the same file."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri.startswith(prefix + "/") or uri == prefix + ":memory:":
+        return uri
+    path = Path(base or Path.cwd()) / uri[len(prefix) :]
+    return prefix + str(path.resolve())
+
+
+def _retry(call: Callable[[], T], what: str, attempts: int = 6) -> T:
+    """Retry a tracking call through short outages (a locked SQLite file, a restarting server)."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except MlflowException as e:
+            if attempt == attempts - 1 or "locked" not in str(e).lower() and "connect" not in str(e).lower():
+                raise
+            logger.warning("MLflow %s failed (%s); retrying", what, str(e).splitlines()[0])
+            time.sleep(0.5 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def _error_tag(traceback_text: str) -> str:
+    """One line saying what failed, then the traceback's tail."""
+    lines = [line for line in traceback_text.strip().splitlines() if line.strip()]
+    head = lines[-1] if lines else "failed"
+    tail = traceback_text.strip()[-_ERROR_TAIL_CHARS:]
+    return f"{head}\n{tail}"
+
+
+def _epoch_metrics(record: dict[str, Any], timestamp: int) -> list[Metric]:
+    step = int(record["epoch"])
+    metrics: list[Metric] = []
+    for key in EPOCH_METRICS:
+        value = record.get(key)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            metrics.append(Metric(key, float(value), timestamp, step))
+    for name, value in (record.get("sigma") or {}).items():
+        metrics.append(Metric(f"sigma.{name}", float(value), timestamp, step))
+    # "epoch" goes last: it marks the epoch as logged (the batch is one transaction in the SQL stores).
+    metrics.append(Metric("epoch", float(step), timestamp, step))
+    return metrics
+
+
+class Tracker:
+    """The runs of one sweep in one MLflow experiment."""
+
+    def __init__(self, uri: str, experiment: str, sweep: str) -> None:
+        self.uri = uri
+        self.sweep = sweep
+        self.client = MlflowClient(tracking_uri=uri)
+        found = _retry(lambda: self.client.get_experiment_by_name(experiment), "get experiment")
+        if found is None:
+            try:
+                self.experiment_id = self.client.create_experiment(experiment)
+            except MlflowException:
+                # Another process created it between our lookup and create.
+                self.experiment_id = self.client.get_experiment_by_name(experiment).experiment_id
+        else:
+            self.experiment_id = found.experiment_id
+        self._logged_epoch: dict[str, int] = {}
+
+    # -- finding runs ------------------------------------------------------------------------------------
+    def runs(self, trial_key: str | None = None) -> list[Any]:
+        """Active runs of this sweep (optionally of one trial), oldest first."""
+        query = f"tags.`{TAG}sweep` = '{self.sweep}'"
+        if trial_key is not None:
+            query += f" and tags.`{TAG}trial_key` = '{trial_key}'"
+        found: list[Any] = []
+        token = None
+        while True:
+            page = _retry(
+                lambda: self.client.search_runs(
+                    [self.experiment_id], query, ViewType.ACTIVE_ONLY, max_results=1000, page_token=token
+                ),
+                "search runs",
+            )
+            found.extend(page)
+            token = page.token
+            if not token:
+                break
+        return sorted(found, key=lambda r: r.info.start_time or 0)
+
+    def finished_keys(self) -> set[str]:
+        return {
+            r.data.tags[f"{TAG}trial_key"] for r in self.runs() if r.info.status == RunStatus.to_string(RunStatus.FINISHED)
+        }
+
+    def stopped_keys(self) -> set[str]:
+        """Trials the scheduler stopped early (KILLED on purpose): settled, not to be run again."""
+        return {
+            r.data.tags[f"{TAG}trial_key"] for r in self.runs()
+            if r.info.status == "KILLED" and r.data.tags.get(f"{TAG}stopped") == "scheduler"
+        }  # fmt: skip
+
+    def status_by_key(self) -> dict[str, Any]:
+        """The (latest) run of each trial key."""
+        return {r.data.tags[f"{TAG}trial_key"]: r for r in self.runs()}
+
+    # -- one trial's run ---------------------------------------------------------------------------------
+    def ensure_run(self, spec: TrialSpec, trial_dir: TrialDir, *, executor: str, git: str, kind: str = "train") -> str:
+        """The run of this trial: the one recorded in the trial directory, else by trial key, else a new one.
+
+        A re-used run is set RUNNING again; params are logged only when the run is created.
+        """
+        run_id = self._reusable(trial_dir.read_run_id(), spec.trial_key)
+        if run_id is None:
+            tags = {
+                f"{TAG}sweep": spec.sweep,
+                f"{TAG}trial_key": spec.trial_key,
+                f"{TAG}trial_dir": str(trial_dir.path),
+                f"{TAG}git_commit": git,
+                f"{TAG}executor": executor,
+                f"{TAG}host": socket.gethostname(),
+                f"{TAG}kind": kind,
+                f"{TAG}requeues": "0",
+            }
+            run = _retry(
+                lambda: self.client.create_run(
+                    self.experiment_id, tags=tags, run_name=f"{spec.model}-{spec.layer.method}-{spec.trial_key}"
+                ),
+                "create run",
+            )
+            run_id = run.info.run_id
+            params = [Param(k, v) for k, v in sorted(spec.flat_params().items())]
+            for i in range(0, len(params), _BATCH):
+                _retry(lambda: self.client.log_batch(run_id, params=params[i : i + _BATCH]), "log params")
+        else:
+            _retry(lambda: self.client.update_run(run_id, status="RUNNING"), "update run")
+            self.set_tags(run_id, {f"{TAG}executor": executor, f"{TAG}host": socket.gethostname()})
+        trial_dir.write_run_id(run_id)
+        return run_id
+
+    def _reusable(self, recorded: str | None, trial_key: str) -> str | None:
+        if recorded is not None:
+            try:
+                run = _retry(lambda: self.client.get_run(recorded), "get run")
+            except MlflowException:
+                run = None  # recorded against another tracking store, or deleted for good
+            if run is not None and run.info.lifecycle_stage == "active" and run.data.tags.get(f"{TAG}trial_key") == trial_key:
+                return recorded
+        runs = self.runs(trial_key)
+        return runs[-1].info.run_id if runs else None
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        items = [RunTag(k, v) for k, v in tags.items()]
+        _retry(lambda: self.client.log_batch(run_id, tags=items), "set tags")
+
+    def record_job(self, run_id: str, job_id: str) -> None:
+        """Tag the latest job id and append it to the run's job list (its length - 1 = requeues)."""
+        run = _retry(lambda: self.client.get_run(run_id), "get run")
+        previous = [j for j in run.data.tags.get(f"{TAG}job_ids", "").split(",") if j]
+        if not previous or previous[-1] != job_id:
+            previous.append(job_id)
+        self.set_tags(
+            run_id,
+            {f"{TAG}job_id": job_id, f"{TAG}job_ids": ",".join(previous), f"{TAG}requeues": str(len(previous) - 1)},
+        )
+
+    def logged_epoch(self, run_id: str) -> int:
+        if run_id not in self._logged_epoch:
+            history = _retry(lambda: self.client.get_metric_history(run_id, "epoch"), "metric history")
+            self._logged_epoch[run_id] = max((int(m.step) for m in history), default=0)
+        return self._logged_epoch[run_id]
+
+    def log_epochs(self, run_id: str, records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Log the epochs not logged yet (in order); returns the records that were new."""
+        done = self.logged_epoch(run_id)
+        new = [r for r in records if int(r["epoch"]) > done]
+        for record in new:
+            metrics = _epoch_metrics(record, int(time.time() * 1000))
+            _retry(lambda: self.client.log_batch(run_id, metrics=metrics), "log metrics")
+            self._logged_epoch[run_id] = int(record["epoch"])
+        return new
+
+    def sync(self, run_id: str, trial_dir: TrialDir) -> list[dict[str, Any]]:
+        return self.log_epochs(run_id, trial_dir.read_metrics())
+
+    def log_summary(self, run_id: str, summary: dict[str, Any]) -> None:
+        step = int(summary.get("epochs") or 0)
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(k, float(v), now, step)
+            for k, v in sorted(summary.items())
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and k != "epochs"
+        ]
+        if metrics:
+            _retry(lambda: self.client.log_batch(run_id, metrics=metrics), "log summary")
+
+    def end(self, run_id: str, status: str, error: str | None = None) -> None:
+        """Set the run's terminal status (FINISHED, FAILED or KILLED) and, on failure, the error tag."""
+        if status not in ("FINISHED", "FAILED", "KILLED"):
+            raise ValueError(f"status: not a terminal run status (got {status!r}; allowed: FINISHED, FAILED, KILLED)")
+        if error:
+            self.set_tags(run_id, {f"{TAG}error": _error_tag(error)})
+        elif status == "FINISHED":
+            run = _retry(lambda: self.client.get_run(run_id), "get run")
+            if f"{TAG}error" in run.data.tags:  # an earlier attempt failed; this one did not
+                _retry(lambda: self.client.delete_tag(run_id, f"{TAG}error"), "delete tag")
+        _retry(lambda: self.client.set_terminated(run_id, status), "end run")

@@ -1,0 +1,148 @@
+"""The `convsweep` command line: exit codes, one-line errors with nothing submitted, status and logs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.cli import main
+from orchestrator.sweep import prepare_sweep, _record, sweep_dir
+from orchestrator.trialdir import TrialDir
+from orchestrator.expand import expand
+
+QUICKSTART = Path(__file__).resolve().parents[2] / "experiments" / "quickstart.yaml"
+
+
+def _small_sweep(tmp_path: Path, **changes: object) -> Path:
+    data: dict = {
+        "name": "cli-small",
+        "tracking": {"uri": "sqlite:///mlruns.db"},
+        "storage": {"root": "runs"},
+        "base": {"model": "resnet20", "dataset": {"name": "digits"}, "recipe": {"epochs": 4}},
+        "grid": {"layer.method": ["stdconv", "gmconv", "coc"]},
+    }
+    data.update(changes)
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_validate_and_plan_quickstart(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(QUICKSTART)]) == 0
+    assert "ok (quickstart: 10 trials)" in capsys.readouterr().out
+    assert main(["plan", str(QUICKSTART), "--profile", "smoke"]) == 0
+    out = capsys.readouterr().out
+    spec = prepare_sweep(QUICKSTART, "smoke")
+    for trial in expand(spec):
+        assert trial.trial_key in out
+    assert "10 trials" in out
+
+
+def test_malformed_sweep_is_one_line_and_submits_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    bad = _small_sweep(tmp_path, grid={"layer.method": ["stdconv", "gmconvv"]})
+    assert main(["sweep", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert str(bad) in err and "layer.method" in err and "gmconvv" in err
+    # nothing recorded, nothing submitted, no Ray started
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "mlruns.db").exists()
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+    # the same through --set and through --executor
+    good = _small_sweep(tmp_path)
+    assert main(["sweep", str(good), "--set", "base.recipe.optimizer.lr=-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "lr" in err
+    assert main(["sweep", str(good), "--executor", "kubernetes"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "kubernetes" in err and "local" in err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "mlruns.db").exists()
+
+
+def test_detach_is_refused_for_local(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", str(_small_sweep(tmp_path)), "--detach"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--detach" in err and "slurm" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unknown_sweep_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for command in (["status", "nope"], ["resume", "nope"], ["cancel", "nope"], ["logs", "nope", "abc"]):
+        assert main([*command, "--root", str(tmp_path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "nope" in err
+
+
+def _record_fake_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[list[TrialDir], str]:
+    """A recorded sweep whose trial directories are as a trainer leaves them: done, failed, midway, untouched."""
+    monkeypatch.chdir(tmp_path)
+    spec = prepare_sweep(_small_sweep(tmp_path))
+    _record(spec, None)
+    dirs = []
+    for trial in expand(spec):
+        td = TrialDir.for_trial(spec.storage.root, spec.name, trial.trial_key)
+        td.create()
+        td.write_spec(trial.model_dump(mode="json"))
+        dirs.append(td)
+    done, failed, midway = dirs
+    for epoch in (1, 2, 3, 4):
+        done.append_metrics({"epoch": epoch, "epoch_seconds": 2.0})
+    done.mark_done()
+    failed.append_metrics({"epoch": 1, "epoch_seconds": 2.0})
+    failed.mark_failed("Traceback (most recent call last):\nRuntimeError: boom")
+    failed.log_path.write_text("[rank 0] Traceback ...\nRuntimeError: boom\n")
+    for epoch in (1, 2):
+        midway.append_metrics({"epoch": epoch, "epoch_seconds": 30.0})
+    return dirs, str(sweep_dir(spec).parent)
+
+
+def test_status_and_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    (done, failed, midway), root = _record_fake_progress(tmp_path, monkeypatch)
+    assert main(["status", "cli-small", "--root", root]) == 0
+    out = capsys.readouterr().out
+    lines = {key: next(line for line in out.splitlines() if key in line) for key in (done.path.name,
+             failed.path.name, midway.path.name)}  # fmt: skip
+    assert "done" in lines[done.path.name] and "4/4" in lines[done.path.name]
+    assert "failed" in lines[failed.path.name] and "1/4" in lines[failed.path.name]
+    # 2 epochs left at 30 s each
+    assert "interrupted" in lines[midway.path.name] and "2/4" in lines[midway.path.name]
+    assert "1.0 min" in lines[midway.path.name]
+    assert "1 done, 0 running, 1 failed, 1 interrupted, 0 pending" in out
+
+    assert main(["logs", "cli-small", failed.path.name[:6], "--root", root]) == 0
+    assert "RuntimeError: boom" in capsys.readouterr().out
+    assert main(["logs", "cli-small", midway.path.name, "--root", root]) == 2
+    assert "no log yet" in capsys.readouterr().err
+
+
+def test_table_of_a_sweep_file_and_of_a_recorded_sweep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Runs recorded as the driver records them (orchestrator.tracking), then `convsweep table`."""
+    from orchestrator.tracking import Tracker
+
+    monkeypatch.chdir(tmp_path)
+    path = _small_sweep(tmp_path, table={"rows": ["layer.method"], "metrics": [{"name": "val_top1", "reduce": "best"}]})
+    spec = prepare_sweep(path)
+    _record(spec, str(path))
+    tracker = Tracker(spec.tracking.uri, spec.experiment, spec.name)
+    for i, trial in enumerate(expand(spec)):
+        td = TrialDir.for_trial(spec.storage.root, spec.name, trial.trial_key)
+        td.create()
+        run_id = tracker.ensure_run(trial, td, executor="local", git="g")
+        tracker.log_epochs(run_id, [{"epoch": 1, "val_top1": 10.0 * (i + 1)}, {"epoch": 2, "val_top1": 5.0}])
+        tracker.end(run_id, "FINISHED")
+    assert main(["table", str(path)]) == 0
+    out = capsys.readouterr().out
+    for method, best in (("stdconv", "10.00"), ("gmconv", "20.00"), ("coc", "30.00")):
+        assert any(method in line and best in line for line in out.splitlines()), (method, out)
+    assert main(["table", "cli-small", "--format", "csv"]) == 0
+    assert "stdconv" in capsys.readouterr().out
