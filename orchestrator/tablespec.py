@@ -2,15 +2,20 @@
 
 Kept apart from ``orchestrator.config`` so the table layer can grow without touching the sweep schema;
 ``orchestrator.tables`` turns a ``TableSpec`` plus MLflow runs into the printed table.
+
+Layout: ``rows`` and ``columns`` name trial params (dotted, as ``TrialSpec.flat_params`` logs them); every
+(row, column, metric) triple is one cell aggregated over the runs that share those values (the seeds).
+``baseline`` names the values that turn any row into its comparison row: ``{layer.method: stdconv}`` compares
+each GMConv row with the StdConv row of the same model (GMConv Table 1, ACONV Tables 2-3).
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["MetricSpec", "ReferenceSpec", "TableSpec"]
+__all__ = ["ExtraMetricSpec", "MetricSpec", "ReferenceSpec", "TableSpec"]
 
 
 class _Frozen(BaseModel):
@@ -18,28 +23,86 @@ class _Frozen(BaseModel):
 
 
 class MetricSpec(_Frozen):
-    """One metric column: an MLflow metric reduced over each run's epochs, then aggregated over runs."""
+    """One metric column: an MLflow metric reduced over each run's epochs, then aggregated over runs.
+
+    ``best`` uses the run's logged ``best_<name>`` summary metric when there is one (the trainer logs
+    ``best_val_top1``), ``final`` the ``final_<name>`` summary or else the latest logged value; anything else
+    falls back to the run's metric history.
+    """
 
     name: str = "val_top1"
     reduce: Literal["best", "final", "min"] = "best"
     label: str | None = None  # column header; default: the metric name
 
+    @property
+    def header(self) -> str:
+        return self.label or self.name
+
+
+class ExtraMetricSpec(_Frozen):
+    """A run-level figure shown once per row, e.g. the folded model's params (GMConv Tables 1-2)."""
+
+    name: str  # metric logged at the end of the run: folded_params, folded_flops
+    scale: float = 1.0  # printed value = logged value * scale (1e-6 for "Params (M)")
+    label: str | None = None
+    digits: int = Field(default=2, ge=0, le=8)
+
+    @property
+    def header(self) -> str:
+        return self.label or self.name
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, data: Any) -> Any:
+        # `extra_metrics: [folded_params]` is shorthand for `[{name: folded_params}]`
+        return {"name": data} if isinstance(data, str) else data
+
 
 class ReferenceSpec(_Frozen):
-    """Where the published numbers are and how their rows line up with the table's rows."""
+    """Where the published numbers are and how their rows line up with the table's cells."""
 
     file: str  # CSV, relative to the sweep file's folder
-    match: dict[str, str]  # trial param (dotted) -> CSV column holding the same value
-    values: dict[str, str] = {}  # table column label -> CSV column with the published value
+    match: dict[str, str]  # trial param (dotted, a row or column param) -> CSV column holding the same value
+    values: dict[str, str] = {}  # metric/extra header -> CSV column with the published value
     value_map: dict[str, dict[str, str]] = {}  # param -> {run value: CSV value} where the spellings differ
 
 
 class TableSpec(_Frozen):
+    title: str | None = None
     rows: list[str] = Field(min_length=1)  # trial params (dotted) that make the rows
     columns: list[str] = []  # trial params whose values spread across columns
     metrics: list[MetricSpec] = Field(default_factory=lambda: [MetricSpec()], min_length=1)
     aggregate: list[Literal["mean", "std", "max", "n"]] = ["mean", "std", "n"]
-    extra_metrics: list[str] = []  # run-level figures shown once per row, e.g. folded_params, folded_flops
+    extra_metrics: list[ExtraMetricSpec] = []
     reference: ReferenceSpec | None = None
-    baseline: dict[str, Any] | None = None  # the row the deltas and t-tests compare against
-    test: Literal["none", "welch"] = "none"
+    baseline: dict[str, Any] | None = None  # row/column values that turn a cell into its comparison cell
+    test: Literal["none", "welch"] = "none"  # two-sided Welch t-test of each cell against its baseline
+    labels: dict[str, dict[Any, str]] = {}  # param -> {value: printed label}, e.g. resnet20 -> ResNet-20; 5 finds "5.0"
+    digits: int = Field(default=2, ge=0, le=8)
+
+    @model_validator(mode="after")
+    def _keys_are_layout_params(self) -> TableSpec:
+        layout = set(self.rows) | set(self.columns)
+        if len(layout) != len(self.rows) + len(self.columns):
+            raise ValueError(f"table: rows and columns must not repeat a param (got {self.rows} and {self.columns})")
+        if "mean" not in self.aggregate:
+            raise ValueError(f"table.aggregate: must include 'mean' (got {self.aggregate!r})")
+        for key in self.baseline or {}:
+            if key not in layout:
+                raise ValueError(f"table.baseline: {key!r} is not a row or column param (allowed: {sorted(layout)})")
+        if self.reference is not None:
+            for key in self.reference.match:
+                if key not in layout:
+                    raise ValueError(
+                        f"table.reference.match: {key!r} is not a row or column param (allowed: {sorted(layout)})"
+                    )
+            headers = {m.header for m in self.metrics} | {e.header for e in self.extra_metrics}
+            for header in self.reference.values:
+                if header not in headers:
+                    raise ValueError(
+                        f"table.reference.values: {header!r} is not a metric or extra metric header "
+                        f"(allowed: {sorted(headers)})"
+                    )
+        if self.test == "welch" and not self.baseline:
+            raise ValueError("table.test: 'welch' needs a table.baseline to test against (got baseline=None)")
+        return self

@@ -1,0 +1,186 @@
+"""Every paper sweep in experiments/ validates, plans the paper's trial count and lines up with its reference.
+
+Paper counts, derived from the papers (not from the files):
+- GMConv Table 1: ResNet-20/56/18 x StdConv/S-GMConv/GMConv x CIFAR-10/100 x 3 runs = 54 (Sec. 4.2).
+- GMConv Table 2: MobileNetV2, ResNet-18/50, AlexNet x 3 methods x 1 run = 12.
+- GMConv Table 3: ResNet-18/50, AlexNet x (StdConv + GMConv with 3 sigma patterns) = 12.
+- GMConv Table 4: the 3 trained AlexNets of Table 2, each evaluated under 6 transforms = 3 trials.
+- GMConv Fig. 6: ResNet-20/56/18 x (StdConv + S-GMConv at sigma 1/5/10) x CIFAR-10/100 x 3 runs = 72.
+- CoC Table 1: its 20 rows, one run each = 20.
+- CoC Fig. 7: ResNet-18 and ShuffleNetV2 x 12 settings (our reading of the plot) = 24.
+- ACONV Tables 2-3: 3 of the paper's 5 datasets (pipelines has no MNIST-cluttered/LFW loader) x kernel
+  3/5/7/9 x conv/aconv x 5 repeats = 120 each.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli import main
+from orchestrator.expand import expand
+from orchestrator.sweepfile import load_sweep
+from orchestrator.tables import build_table, expected_layout, render
+from orchestrator.trialdir import TrialDir
+
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+PAPER_COUNTS = {
+    "gmconv_table1_cifar": 3 * 3 * 2 * 3,
+    "gmconv_table2_imagenet": 4 * 3,
+    "gmconv_table3_sigma_pattern": 3 * 4,
+    "gmconv_table4_rotation": 3,
+    "gmconv_fig6_sigma_init": 3 * 4 * 2 * 3,
+    "coc_table1_imagenet": 20,
+    "coc_fig7_tinyimagenet": 2 * 12,
+    "aconv_table2_simple": 3 * 4 * 2 * 5,
+    "aconv_table3_resnet": 3 * 4 * 2 * 5,
+}
+# cells of the paper layout that carry a published number (rows x columns x metrics the papers print)
+PUBLISHED_CELLS = {
+    "gmconv_table1_cifar": 18, "gmconv_table2_imagenet": 24, "gmconv_table3_sigma_pattern": 12,
+    "gmconv_table4_rotation": 18, "gmconv_fig6_sigma_init": 0, "coc_table1_imagenet": 20,
+    "coc_fig7_tinyimagenet": 0,
+    "aconv_table2_simple": 6, "aconv_table3_resnet": 6,  # conv and aconv at the best kernel, 3 datasets
+}
+SMOKE_MAX_TRIALS = 8
+EVALUATION = "gmconv_table4_rotation"
+
+
+def _file(stem: str) -> Path:
+    return EXPERIMENTS / f"{stem}.yaml"
+
+
+def test_every_paper_sweep_is_counted():
+    stems = {p.stem for p in EXPERIMENTS.glob("*.yaml")} - {"quickstart"}
+    assert stems == set(PAPER_COUNTS)
+
+
+@pytest.fixture(scope="session")
+def data_roots(tmp_path_factory):
+    """Folders in each dataset's on-disk layout (names only: validation never decodes a file)."""
+    from pipelines.arrays import CIFAR_FILES, IDX_FILES
+
+    base = tmp_path_factory.mktemp("data")
+    roots = {}
+    for name, var in (("imagenet", "IMAGENET_ROOT"),):
+        for split in ("train", "val"):
+            (base / name / split / "n01440764").mkdir(parents=True)
+            (base / name / split / "n01440764" / "a.JPEG").write_bytes(b"")
+        roots[var] = base / name
+    tiny = base / "tiny"
+    (tiny / "train" / "n01443537" / "images").mkdir(parents=True)
+    (tiny / "val" / "images").mkdir(parents=True)
+    (tiny / "val" / "val_annotations.txt").write_text("")
+    roots["TINY_IMAGENET_ROOT"] = tiny
+    for name, var in (("cifar10", "CIFAR10_ROOT"), ("cifar100", "CIFAR100_ROOT")):
+        _, train, test, meta, _, _ = CIFAR_FILES[name]
+        (base / name).mkdir()
+        for f in [*train, *test, meta]:
+            (base / name / f).write_bytes(b"")
+        roots[var] = base / name
+    for name, var in (("mnist", "MNIST_ROOT"), ("fashion-mnist", "FASHION_MNIST_ROOT")):
+        (base / name).mkdir()
+        for f in (f for pair in IDX_FILES.values() for f in pair):
+            (base / name / f).write_bytes(b"")
+        roots[var] = base / name
+    return {k: str(v) for k, v in roots.items()}
+
+
+@pytest.fixture
+def paper_env(data_roots, monkeypatch):
+    for var, path in data_roots.items():
+        monkeypatch.setenv(var, path)
+    return data_roots
+
+
+@pytest.fixture(scope="session")
+def table2_done(tmp_path_factory):
+    """A storage root holding Table 2's 12 trials as finished (spec.json + DONE), for the evaluation sweep."""
+    root = tmp_path_factory.mktemp("storage")
+    sweep = load_sweep(_file("gmconv_table2_imagenet"), "paper", check=False)
+    for trial in expand(sweep):
+        tdir = TrialDir.for_trial(root, sweep.name, trial.trial_key)
+        tdir.create()
+        tdir.write_spec(trial.model_dump(mode="json"))
+        tdir.mark_done()
+    return root
+
+
+def _paper_sweep(stem: str, storage: Path, check: bool = False):
+    overrides = [f"storage.root={storage}"] if stem == EVALUATION else []
+    return load_sweep(_file(stem), "paper", overrides, check=check)
+
+
+@pytest.mark.parametrize("stem", sorted(PAPER_COUNTS))
+def test_paper_profile_validates_and_plans_the_paper_count(stem, paper_env, table2_done, capsys):
+    # `convsweep plan` runs the full check (names, data roots, every layer built on the meta device)
+    args = ["plan", str(_file(stem)), "--profile", "paper"]
+    args += [f"--set=storage.root={table2_done}"] if stem == EVALUATION else []
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert re.search(rf"\b{PAPER_COUNTS[stem]} trials\b", out), out[-400:]
+
+
+def test_rotation_sweep_evaluates_the_table2_alexnets(paper_env, table2_done):
+    trials = expand(_paper_sweep(EVALUATION, table2_done))
+    assert {t.model for t in trials} == {"alexnet"}
+    assert sorted(t.layer.method for t in trials) == ["gmconv", "s-gmconv", "stdconv"]
+    assert all(t.transforms == ("rot0", "rot45", "rot90", "rot135", "rot180", "flip_ud") for t in trials)
+    assert all(t.evaluate_source and Path(t.evaluate_source).parent.name == "gmconv-table2-imagenet" for t in trials)
+
+
+def test_unset_data_root_names_the_variable(monkeypatch):
+    monkeypatch.delenv("CIFAR10_ROOT", raising=False)
+    with pytest.raises(ValueError, match="CIFAR10_ROOT"):
+        load_sweep(_file("gmconv_table1_cifar"), "paper")
+
+
+@pytest.mark.parametrize("stem", sorted(PAPER_COUNTS))
+def test_reference_lines_up_with_the_paper_layout(stem, paper_env, table2_done):
+    """With no runs yet, every paper cell is missing, and exactly the published cells carry their number."""
+    sweep = _paper_sweep(stem, table2_done)
+    expected = [t.flat_params() for t in expand(sweep)]
+    assert len(expected) == PAPER_COUNTS[stem]
+    table = build_table(sweep.table, [], sweep=sweep.name, expected=expected, reference_dir=EXPERIMENTS)
+    n_cells = len({(tuple(p[k] for k in sweep.table.rows), tuple(p[k] for k in sweep.table.columns))
+                   for p in expected}) * len(sweep.table.metrics)
+    assert len(table.cells) == n_cells and table.missing == n_cells
+    published = [c for c in table.cells.values() if c.published is not None]
+    assert len(published) == PUBLISHED_CELLS[stem]
+    for row in table.row_keys:  # the Params/FLOPs columns find their published figures for every row
+        for extra in sweep.table.extra_metrics:
+            assert (row, extra.header) in table.published_extras
+    assert "missing" in render(table, "md")
+
+
+@pytest.mark.parametrize("stem", sorted(PAPER_COUNTS))
+def test_smoke_profile_is_small_and_keeps_the_layout(stem, tmp_path):
+    overrides = [f"storage.root={tmp_path}"]
+    sweep = load_sweep(_file(stem), "smoke", overrides)
+    assert sweep.table is not None and sweep.resources.gpus_per_node == 0
+    if stem == EVALUATION:
+        assert sweep.evaluate is not None and sweep.evaluate.where == {"model": "resnet20"}
+        return
+    trials = expand(sweep)
+    assert 2 <= len(trials) <= SMOKE_MAX_TRIALS
+    assert {t.dataset.name for t in trials} == {"digits"}
+    assert all(t.recipe.epochs == 1 and t.recipe.max_steps_per_epoch == 2 for t in trials)
+    paper_methods = {t.layer.method for t in expand(load_sweep(_file(stem), "paper", overrides, check=False))}
+    assert {t.layer.method for t in trials} == paper_methods  # the same layer methods as the paper
+    if sweep.table.test == "welch":  # std and the t-test need repeats
+        assert len(sweep.seeds) >= 2
+    for t in trials:
+        params = t.flat_params()
+        assert all(k in params for k in [*sweep.table.rows, *sweep.table.columns])
+
+
+@pytest.mark.parametrize("stem", sorted(set(PAPER_COUNTS) - {EVALUATION}))
+def test_expected_layout_shortcut_equals_the_full_expansion(stem):
+    """`convsweep table` expands one seed and repeats it; that must equal every trial's flat params."""
+    for profile in ("paper", "smoke"):
+        sweep = load_sweep(_file(stem), profile, check=False)
+        keys = [*sweep.table.rows, *sweep.table.columns]
+        full = sorted(tuple(t.flat_params()[k] for k in keys) for t in expand(sweep))
+        assert sorted(tuple(p[k] for k in keys) for p in expected_layout(sweep)) == full
