@@ -37,7 +37,14 @@ def welch(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
     """Two-sided Welch t-test of ``a`` against ``b``: (t, p); NaNs when either side has fewer than 2 runs."""
     if len(a) < 2 or len(b) < 2:
         return math.nan, math.nan
-    from scipy import stats  # ~0.8 s to import: only tables with a t-test pay it
+    # scipy.special's Student t CDF instead of scipy.stats.ttest_ind: the same numbers, and ~0.2 s to import
+    # instead of ~0.6 s (a third of `convsweep table`'s 2 s budget)
+    from scipy.special import stdtr
 
-    result = stats.ttest_ind(np.asarray(a, float), np.asarray(b, float), equal_var=False)
-    return float(result.statistic), float(result.pvalue)
+    x, y = np.asarray(a, float), np.asarray(b, float)
+    va, vb = x.var(ddof=1) / x.size, y.var(ddof=1) / y.size
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (x.mean() - y.mean()) / np.sqrt(va + vb)
+        df = (va + vb) ** 2 / (va**2 / (x.size - 1) + vb**2 / (y.size - 1))
+        p = 2.0 * stdtr(df, -np.abs(t)) if np.isfinite(t) else (0.0 if np.isinf(t) else math.nan)
+    return float(t), float(p)  # both sides constant: t = +-inf, p = 0 when the means differ (as scipy says)

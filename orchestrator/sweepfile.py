@@ -366,12 +366,19 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def load_sweep(
-    path: str | os.PathLike[str], profile: str | None = None, overrides: Iterable[str] = (), *, check: bool = True
+    path: str | os.PathLike[str],
+    profile: str | None = None,
+    overrides: Iterable[str] = (),
+    *,
+    check: bool = True,
+    trials: bool = True,
 ) -> SweepSpec:
     """Read, expand, override and validate a sweep file; raises ConfigError (one line) on any problem.
 
-    The grid is always expanded and every trial validated; ``check=False`` skips the checks that need
+    By default the grid is expanded and every trial validated; ``check=False`` skips the checks that need
     ``layers``, ``pipelines`` and the installed executors (names, data roots, layer knobs, executor kind).
+    ``trials=False`` stops at the schema (implies ``check=False``): for readers of the spec alone, such as
+    ``convsweep table``, which must work where the data is absent and must not pay for 10,000 trials.
     """
     path = Path(path)
     data = _read_yaml(path)
@@ -404,9 +411,10 @@ def load_sweep(
         # the storage root (given or default) is pinned to this working directory: jobs may start elsewhere
         storage = spec.storage.model_copy(update={"root": os.path.abspath(os.path.expanduser(spec.storage.root))})
         spec = spec.model_copy(update={"storage": storage})
-        from orchestrator.expand import check_sweep  # expand imports this module: import here
+        if trials:
+            from orchestrator.expand import check_sweep  # expand imports this module: import here
 
-        check_sweep(spec, external=check)
+            check_sweep(spec, external=check)
     except ConfigError as exc:
         raise ConfigError(_with_origins(exc.problems, origins), path) from None
     return spec

@@ -172,12 +172,12 @@ def _read_runs(conn: Any, t: dict[str, Any], exp_id: int, sweep_name: str, param
     metric_q = sa.select(*metric_cols).where(metrics_t.c.run_uuid.in_(runs))
     if metrics is not None:
         metric_q = metric_q.where(metrics_t.c.key.in_(sorted(set(metrics))))
-    run_ids = [row[0] for row in conn.execute(runs)]
+    run_ids = [row[0] for row in conn.execute(runs).all()]  # .all(): one fetch, not one call per row
     got_params: dict[str, dict[str, str]] = {rid: {} for rid in run_ids}
     got_metrics: dict[str, dict[str, float]] = {rid: {} for rid in run_ids}
-    for rid, key, value in conn.execute(param_q):
+    for rid, key, value in conn.execute(param_q).all():
         got_params[rid][key] = value
-    for rid, key, value, is_nan in conn.execute(metric_q):
+    for rid, key, value, is_nan in conn.execute(metric_q).all():
         got_metrics[rid][key] = math.nan if is_nan else float(value)
     lacking = [rid for rid in run_ids if any(k not in got_metrics[rid] for k in fallback)]
     if lacking:  # runs without a summary metric: read the raw metric it summarises (rare, so a second query)

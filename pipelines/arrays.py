@@ -122,15 +122,20 @@ def read_idx_dataset(name: str, root: str, split: str) -> ArraySplit:
 
 
 def load_digits(split: str) -> ArraySplit:
+    import importlib.util
+
     import torch
     import torch.nn.functional as F
-    from sklearn.datasets import load_digits as sk_digits
 
-    bunch = sk_digits()
-    x = torch.from_numpy(bunch.images.astype(np.float32) * (255.0 / 16.0))[:, None]  # (N, 1, 8, 8)
+    # scikit-learn's own file, read without importing scikit-learn (~1-2 s per trial, mostly scipy.stats):
+    # 1797 rows of 64 pixel values (0..16) and the label, what sklearn.datasets.load_digits parses
+    sklearn_dir = importlib.util.find_spec("sklearn").submodule_search_locations[0]
+    table = np.loadtxt(os.path.join(sklearn_dir, "datasets", "data", "digits.csv.gz"), delimiter=",")
+    images, target = table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
+    x = torch.from_numpy(images.astype(np.float32) * (255.0 / 16.0))[:, None]  # (N, 1, 8, 8)
     x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
     x = x.round().clamp(0, 255).to(torch.uint8).repeat(1, 3, 1, 1).permute(0, 2, 3, 1).numpy()
     is_val = np.arange(len(x)) % 5 == 0
     keep = is_val if split == "val" else ~is_val
-    return ArraySplit(np.ascontiguousarray(x[keep]), bunch.target[keep].astype(np.int64),
+    return ArraySplit(np.ascontiguousarray(x[keep]), target[keep],
                       tuple(str(i) for i in range(10)))

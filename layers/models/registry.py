@@ -16,8 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import timm
-import torchvision
 from torch import nn
 
 from ..convert import METHOD_KNOBS, convert_model, validate_knobs
@@ -76,17 +74,22 @@ register_model("aconv_simple", kernel_size_knob=True)(aconv_simple)
 register_model("aconv_resnet", kernel_size_knob=True)(aconv_resnet)
 
 
+# torchvision.models and timm are imported by the builders that need them, not by ``import layers``: timm
+# alone adds ~1 s to every trial's start-up, and the CIFAR ResNets (most trials) need neither.
 def _torchvision(name: str, *, coc_wsc: bool = True) -> None:
-    factory = getattr(torchvision.models, name)
-
     @register_model(name, coc_wsc=coc_wsc)
     def build(num_classes: int, in_channels: int = 3) -> nn.Module:
+        import torchvision.models
+
+        factory = getattr(torchvision.models, name)
         return _with_in_channels(factory(weights=None, num_classes=num_classes), in_channels)
 
 
 def _timm(name: str) -> None:
     @register_model(name)
     def build(num_classes: int, in_channels: int = 3) -> nn.Module:
+        import timm
+
         return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels)
 
 

@@ -9,6 +9,8 @@ once with two concurrent trials (the local bound on 2 cores). Printed side by si
   the per-trial overhead = (wall - training) / N  (goal: <= 2 s),
 - the job-side part of a trial's overhead (mean per trial, not divided by concurrency): from submission to
   the job's first log line (processes up: Python, torch, DDP) and from there to its first step (data, model),
+- a job's own import chain in a fresh process (torch, layers, pipelines, the trainer; each on top of the
+  previous) and which heavy packages it loads (timm, DALI, MLflow and Ray should not be among them),
 - time to the first training step: from calling run_sweep to the start of the first trial's first epoch
   (the epoch's end, the mtime of its metrics line, minus its epoch_seconds).
 
@@ -68,6 +70,27 @@ def _measure(trials: int, concurrency: int) -> dict[str, float]:
             "job_start": job_start / trials, "job_setup": job_setup / trials}
 
 
+_IMPORT_PROBE = """
+import json, sys, time
+out = {}
+for name in ("torch", "layers", "pipelines", "orchestrator.trainer"):
+    t = time.perf_counter()
+    __import__(name)
+    out[name] = time.perf_counter() - t
+heavy = ("timm", "torchvision", "torch._dynamo", "sklearn", "scipy", "nvidia.dali", "mlflow", "ray")
+out["loaded"] = [m for m in heavy if m in sys.modules]
+print(json.dumps(out))
+"""
+
+
+def _job_imports() -> dict[str, object]:
+    """What a job process pays to import its chain (torch, layers, pipelines, trainer), in a fresh process."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", _IMPORT_PROBE], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10)
@@ -80,6 +103,9 @@ def main() -> int:
     print(f"orchestrator benchmark: {args.trials} one-step trials, world size 1 ({os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.1f} at start)")
     print(f"  Ray start (once per driver)            {ray_start:7.2f} s")
+    imports = _job_imports()
+    chain = ", ".join(f"{k} {v:.2f} s" for k, v in imports.items() if k != "loaded")
+    print(f"  a job's imports, fresh process: {chain}; heavy modules loaded: {imports['loaded']}")
     print(f"  {'concurrent trials':38s} {'1':>9s} {'2':>9s}")
     rows = [_measure(args.trials, concurrency) for concurrency in (1, 2)]
     for label, key in (("sweep wall time (Ray up) [s]", "wall"), ("training time, sum of epoch_seconds [s]", "training"),

@@ -262,3 +262,14 @@ def test_default_storage_root_is_pinned_and_semantic_errors_name_their_origin(tm
     assert load_sweep(path, check=False).storage.root == str(tmp_path / "runs")
     text = load_error(path, overrides=["grid.layer.method=[stdconv, stdconv]"])
     assert "grid.layer.method: repeated value (would duplicate trials) [set by --set]" in text
+
+
+def test_trials_false_stops_at_the_schema(tmp_path: Path) -> None:
+    """``trials=False`` (what `convsweep table` reads with): the spec, without expanding or checking trials."""
+    path = write(tmp_path, BASE.replace("seeds: [0, 1]", "seeds: [0, 0]"))  # a repeated seed: a trial error
+    with pytest.raises(ConfigError, match="seeds: repeated seed"):
+        load_sweep(path, check=False)
+    spec = load_sweep(path, profile="smoke", overrides=["base.recipe.epochs=2"], trials=False)
+    assert (spec.seeds, spec.grid["layer.method"], spec.base.recipe.epochs) == ([0], ["stdconv"], 2)
+    with pytest.raises(ConfigError, match="base.recipe.epochs: must be >= 1"):  # the schema still holds
+        load_sweep(path, overrides=["base.recipe.epochs=0"], trials=False)

@@ -145,3 +145,21 @@ def test_cifar_batches_are_real_pickles(cifar10_root):
     with open(os.path.join(root, "cifar-10-batches-py", "data_batch_1"), "rb") as f:
         batch = pickle.load(f, encoding="bytes")
     assert set(batch) == {b"batch_label", b"labels", b"data", b"filenames"} and batch[b"data"].shape[1] == 3072
+
+
+def test_digits_reader_equals_scikit_learns_loader():
+    """The digits reader parses scikit-learn's shipped file itself (no sklearn import per trial): it must
+    give exactly what sklearn.datasets.load_digits gives, in the same order."""
+    import torch
+    import torch.nn.functional as F
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    bunch = sklearn_digits()
+    is_val = np.arange(len(bunch.target)) % 5 == 0
+    for split, keep in (("train", ~is_val), ("val", is_val)):
+        ours = load_digits(split)
+        np.testing.assert_array_equal(ours.labels, bunch.target[keep])
+        # sklearn's 0..16 pixels through the same upscale must give the same bytes
+        x = torch.from_numpy(bunch.images[keep].astype(np.float32) * (255.0 / 16.0))[:, None]
+        x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False).round().clamp(0, 255)
+        np.testing.assert_array_equal(ours.images[..., 0], x[:, 0].to(torch.uint8).numpy())
