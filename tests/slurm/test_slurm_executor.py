@@ -52,10 +52,13 @@ def test_two_nodes_one_task_each_form_one_ddp_group(tmp_path: Path) -> None:
     # --gpus-per-node=2 reached each node through GRES (the fake devices)
     assert all(r["cuda_visible_devices"] == "0,1" and r["job_gpus"] == "0,1" for r in records)
     # the job is in the accounting database, as sacct (and submitit's watcher) see it
-    sacct = wait_until(
-        lambda: subprocess.run(["sacct", "-n", "-P", "-X", "-j", handle.job_id, "-o", "State,NodeList"],
-                               capture_output=True, text=True, check=True).stdout.strip(),
-        30, "sacct to list the job")
+    # slurmdbd records the end a moment after slurmctld: wait for a terminal state, then check it
+    def sacct_final() -> str:
+        out = subprocess.run(["sacct", "-n", "-P", "-X", "-j", handle.job_id, "-o", "State,NodeList"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        return out if out and not out.startswith(("RUNNING", "PENDING", "COMPLETING")) else ""
+
+    sacct = wait_until(sacct_final, 30, "sacct to record the job's end")
     assert sacct == "COMPLETED|node[1-2]"
 
 
