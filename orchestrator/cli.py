@@ -1,7 +1,7 @@
 """``convsweep``: the command line, the one module with argparse. Parses, calls the library, prints.
 
 Exit codes: 0 success, 1 a trial failed (or nothing to show), 2 bad input (a sweep-file error is one line on
-stderr, and nothing is submitted or recorded).
+stderr, and nothing is submitted or recorded), 130 the sweep was interrupted (`convsweep resume` continues it).
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("table", help="the results table of a sweep (file or recorded sweep name)")
     sp.add_argument("sweep", metavar="FILE|SWEEP")
     with_root(sp)
+    with_profile(sp)
     sp.add_argument("--format", default="md", choices=("md", "csv", "latex", "html"))
     sp.add_argument("--tracking-uri", help="read runs from this MLflow URI instead of the sweep's")
     sp = sub.add_parser("cancel", help="stop a sweep's driver and end its running jobs")
@@ -71,13 +71,36 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load_any(name: str, root: str) -> tuple[object, str | None]:
-    """A sweep from a sweep file, or recorded under the storage root by an earlier `convsweep sweep`."""
-    from orchestrator.sweep import load_recorded, prepare_sweep
+def _load_any(name: str, root: str, profile: str | None = None, overrides: Sequence[str] = ()
+              ) -> tuple[object, str | None]:
+    """A sweep from a sweep file, or recorded under the storage root by an earlier `convsweep sweep`.
+
+    A file is read up to its schema only (no data roots, model builds, executors or trial expansion): the
+    table needs the spec, and must print on a machine without the data and without importing torch.
+    """
+    from orchestrator.sweepfile import load_sweep
 
     if Path(name).is_file():
-        return prepare_sweep(name), str(Path(name).resolve())
-    return load_recorded(name, root)
+        return load_sweep(name, profile, overrides, check=False, trials=False), str(Path(name).resolve())
+    if profile is not None or overrides:
+        raise ValueError(f"--profile/--set: apply to a sweep FILE, not to the recorded sweep {name!r} "
+                         f"(got profile={profile!r}, set={list(overrides)!r}; allowed: a sweep file path)")
+    return _load_recorded(name, root)
+
+
+def _load_recorded(name: str, root: str) -> tuple[object, str | None]:
+    """``orchestrator.sweep.load_recorded`` without importing the driver (MLflow, Ray: seconds)."""
+    import json
+
+    from orchestrator.config import SweepSpec
+
+    candidates = [Path(name) / "sweep.json", Path(root) / name / "sweep.json"]  # orchestrator.sweep.SWEEP_FILE
+    for path in candidates:
+        if path.is_file():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return SweepSpec.model_validate(data["spec"]), data.get("source_file")
+    raise ValueError(f"SWEEP: no recorded sweep {name!r} (looked for {candidates[1]}); pass --root <storage root> "
+                     "or the sweep's directory")
 
 
 def _table_text(spec: object, source: str | None, fmt: str, tracking_uri: str | None = None) -> str:
@@ -106,21 +129,30 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _detach(args: argparse.Namespace) -> int:
-    from orchestrator.sweep import prepare_sweep, sweep_dir
+    """Submit the driver itself as a small CPU job of the sweep's executor (SLURM), recorded in driver.json."""
+    from orchestrator.executors import get_executor
+    from orchestrator.sweep import _record, driver_job, prepare_sweep, record_driver_job, sweep_dir
 
     spec = prepare_sweep(args.file, args.profile, args.overrides, args.executor)
-    if spec.executor.kind == "local":
-        raise ValueError("--detach: a local sweep runs on this machine and cannot detach (got executor local; "
-                         "allowed: slurm); run it in the foreground or under nohup/tmux")
-    log_path = sweep_dir(spec) / "driver.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "orchestrator.cli", "sweep", args.file, "--no-progress"]
+    executor = get_executor(spec.executor, sweep_dir(spec) / "jobs")
+    submit_driver = getattr(executor, "submit_driver", None)
+    if submit_driver is None:
+        raise ValueError(f"--detach: executor {spec.executor.kind} cannot run the driver as a job (got executor "
+                         f"{spec.executor.kind}; allowed: slurm); run it in the foreground or under nohup/tmux")
+    running = driver_job(spec)
+    if running is not None:
+        raise ValueError(f"--detach: sweep {spec.name} already has a driver job (got job {running.job_id}; "
+                         f"allowed: one driver; `convsweep cancel {spec.name}` ends it)")
+    source = str(Path(args.file).resolve())
+    _record(spec, source)  # `status`, `cancel` and `resume` know the sweep from now on
+    argv = [sys.executable, "-m", "orchestrator.cli", "sweep", source, "--no-progress"]
     argv += ["--profile", args.profile] if args.profile else []
-    argv += [f"--set={o}" for o in args.overrides] + (["--executor", args.executor] if args.executor else [])
-    with open(log_path, "a", encoding="utf-8") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
-    _out.print(f"sweep {spec.name}: driver running in the background (pid {proc.pid}); log: {log_path}\n"
+    argv += [f"--set={o}" for o in args.overrides] + ["--executor", spec.executor.kind]
+    # the log lives under the executor's folder: that is where `attach` accepts a job as this sweep's
+    log_path = sweep_dir(spec) / "jobs" / "driver.log"
+    handle = submit_driver(argv, name=f"{spec.name}-driver", log_path=log_path)
+    record_driver_job(spec, spec.executor.kind, handle.job_id, str(handle.log_path))
+    _out.print(f"sweep {spec.name}: driver submitted as job {handle.job_id}; log: {handle.log_path}\n"
                f"follow it with: convsweep status {spec.name} --root {spec.storage.root}", highlight=False)
     return 0
 
@@ -130,10 +162,11 @@ def _print_result(result: object) -> int:
 
     assert isinstance(result, SweepResult)
     spec = result.sweep
-    ran = len(result.finished) + len(result.failed) + len(result.stopped)
+    ran = len(result.finished) + len(result.failed) + len(result.stopped) + len(result.interrupted)
     _out.print(f"sweep {spec.name}: {result.total} trials; {len(result.skipped)} already finished, {ran} run now: "
-               f"{len(result.finished)} finished, {len(result.stopped)} stopped early, {len(result.failed)} failed",
-               highlight=False)
+               f"{len(result.finished)} finished, {len(result.stopped)} stopped early, {len(result.failed)} failed"
+               + (f", {len(result.interrupted)} interrupted (convsweep resume {spec.name} --root {spec.storage.root})"
+                  if result.interrupted else ""), highlight=False)
     if result.restored:
         _out.print("resumed from Ray Tune's saved experiment state", highlight=False)
     for key, error in result.failed.items():
@@ -146,7 +179,7 @@ def _print_result(result: object) -> int:
                    highlight=False, markup=False)
     else:
         _out.print(f"MLflow: {spec.tracking.uri} (experiment {spec.experiment!r})", highlight=False, markup=False)
-    return 0 if result.ok else 1
+    return 1 if not result.ok else 130 if result.interrupted else 0
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -168,7 +201,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from orchestrator.sweep import status_rows
+    from orchestrator.sweep import driver_job, load_recorded, status_rows
 
     rows = status_rows(args.sweep, args.root)
     table = Table(title=f"{args.sweep}")
@@ -180,11 +213,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
     _out.print(table)
     counts = {s: sum(r.state == s for r in rows) for s in ("done", "running", "failed", "interrupted", "pending")}
     _out.print(", ".join(f"{n} {s}" for s, n in counts.items()), highlight=False)
+    driver = driver_job(load_recorded(args.sweep, args.root)[0])  # a detached driver (sweep --detach)
+    if driver is not None:
+        _out.print(f"driver: job {driver.job_id} {driver.state().value.lower()}; log: {driver.log_path}",
+                   highlight=False)
     return 0
 
 
 def _cmd_table(args: argparse.Namespace) -> int:
-    spec, source = _load_any(args.sweep, args.root)
+    spec, source = _load_any(args.sweep, args.root, args.profile, args.overrides)
     _out.print(_table_text(spec, source, args.format, args.tracking_uri), highlight=False, markup=False)
     return 0
 

@@ -9,6 +9,12 @@ SLURM package and a site can add its own executor without touching this code.
 An implementation is a class constructed as ``cls(folder, settings)`` where ``folder`` is the directory for
 the executor's own bookkeeping (submitit folders, one per sweep) and ``settings`` is the sweep's
 ``ExecutorSpec``.
+
+Optional extras, looked up with ``getattr`` by the driver: ``JobHandle.requeues`` (how many times the
+scheduler started the same job again under the same id, e.g. a SLURM requeue or preemption; a resubmission is a
+new job and counted by the driver), ``Executor.attach(job_id)`` (the handle of a job an earlier driver submitted,
+while it still runs) and ``Executor.submit_driver(argv, name=, log_path=)`` (run the sweep driver itself as a
+job, for ``convsweep sweep --detach``).
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from orchestrator.config import ExecutorSpec, ResourcesSpec
 
-__all__ = ["ENTRY_POINT_GROUP", "Executor", "JobHandle", "JobState", "available_executors", "get_executor"]
+__all__ = [
+    "ENTRY_POINT_GROUP", "Executor", "JobHandle", "JobState", "available_executors", "get_executor", "requeues_of",
+]  # fmt: skip
 
 ENTRY_POINT_GROUP = "convsweep.executors"
 
@@ -60,6 +68,12 @@ class JobHandle(Protocol):
     def reason(self) -> str | None:
         """One line saying why the job failed or cannot start (e.g. SLURM's reason), else None."""
         ...
+
+
+def requeues_of(handle: object) -> int:
+    """``handle.requeues`` (optional: restarts of the same job by its scheduler, as of its last poll), else 0."""
+    value = getattr(handle, "requeues", 0)
+    return int(value) if isinstance(value, int) else 0
 
 
 @runtime_checkable

@@ -125,6 +125,11 @@ class LocalJobHandle:
         """Rank 0's combined stdout/stderr as captured by submitit."""
         return self._folder / f"{self._job_id}_0_log.out"
 
+    @property
+    def requeues(self) -> int:
+        """Always 0: a local job is never restarted under its id (a resubmission is a new job)."""
+        return 0
+
     def _running(self) -> bool:
         if self._process is not None and self._process.poll() is None:
             return True

@@ -8,18 +8,22 @@ the trial directory. The proxy
 2. ends a job of an earlier driver that is still running for this trial (its id is in ``job.json``), so two
    jobs never write into one directory -- a SIGKILLed driver leaves its jobs running, and the resumed trial
    continues from the last checkpoint instead,
-3. submits ``TrialJob`` through the sweep's executor,
+3. submits ``TrialJob`` through the sweep's executor and records it in ``job.json`` and MLflow (job ids, log
+   path, requeues: resubmissions plus the scheduler's own restarts of a job, ``JobHandle.requeues``),
 4. tails ``metrics.jsonl``: new epochs go to MLflow (epochs already logged are skipped) and to ``report``,
 5. ends the run FINISHED (summary metrics logged) as soon as rank 0 has written DONE -- the job's processes
    take seconds to exit, a reaper thread waits for that instead of the trial -- or FAILED (error tag,
    ``TrialFailed`` raised so Tune can retry); when it is interrupted (Tune stopped the trial, the process
    exits) the job is cancelled and the run ends KILLED.
+
+A sweep being stopped (``convsweep cancel``, or SIGINT/SIGTERM to the driver) is announced by the file
+``<storage root>/<sweep>/STOPPING`` (``stopping_marker``), written before any job is cancelled: a proxy then
+submits nothing more, and a job that ends cancelled ends its run KILLED, not FAILED (no retry).
 """
 
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import os
 import threading
@@ -27,20 +31,24 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import submitit
 
 from orchestrator.config import ExecutorSpec, TrialSpec
-from orchestrator.executors import JobHandle, JobState, get_executor
+from orchestrator.executors import JobHandle, JobState, get_executor, requeues_of
 from orchestrator.tracking import Tracker
-from orchestrator.trialdir import TrialDir, atomic_write_text
+from orchestrator.trialdir import TrialDir
 
-__all__ = ["JOB_FILE", "TrialContext", "TrialFailed", "run_trial", "cancel_live_jobs"]
+__all__ = ["TrialContext", "TrialFailed", "run_trial", "cancel_live_jobs", "stopping_marker"]
 
 logger = logging.getLogger(__name__)
 
-JOB_FILE = "job.json"  # {"executor": kind, "job_id": id} of the trial's latest job
+
+def stopping_marker(storage_root: str | os.PathLike[str], sweep: str) -> Path:
+    """The file that says the sweep is being stopped (see the module docstring)."""
+    return Path(storage_root) / sweep / "STOPPING"
 
 
 class _JobRef(submitit.helpers.Checkpointable):
@@ -111,46 +119,39 @@ def _abandon(key: str) -> None:
 # proxy does not wait for them, a reaper thread does, and ends any that do not exit in time.
 _REAP_SECONDS = 120.0
 _FAILED_GRACE_SECONDS = 5.0  # after a rank wrote FAILED, before the job's remaining processes are ended
-_REAPING: set[Any] = set()
 
 
 def _reap(handle: JobHandle) -> None:
     deadline = time.monotonic() + _REAP_SECONDS
-    try:
-        while not handle.done():
-            if time.monotonic() > deadline:
-                logger.warning("job %s wrote DONE but did not exit: ending it", handle.job_id)
-                handle.cancel()
-                break
-            time.sleep(0.5)
-    finally:
-        _REAPING.discard(handle)
+    while not handle.done():
+        if time.monotonic() > deadline:
+            logger.warning("job %s wrote DONE but did not exit: ending it", handle.job_id)
+            handle.cancel()
+            break
+        time.sleep(0.5)
 
 
 def _reap_later(handle: JobHandle) -> None:
-    _REAPING.add(handle)
     threading.Thread(target=_reap, args=(handle,), name=f"reap-{handle.job_id}", daemon=True).start()
 
 
 def cancel_live_jobs() -> None:
-    """Cancel every job this process follows and mark their runs KILLED (jobs of DONE trials just end)."""
+    """Cancel every job this process follows and mark their runs KILLED.
+
+    Jobs of DONE trials are left to exit on their own (cancelling one would record a finished SLURM job as
+    CANCELLED); the driver ends any that linger (``orchestrator.sweep``).
+    """
     for key in list(_LIVE):
         _abandon(key)
-    for handle in list(_REAPING):
-        if not handle.done():
-            handle.cancel()
 
 
 atexit.register(cancel_live_jobs)
 
 
 def _end_stale_job(executor: Any, td: TrialDir) -> None:
-    path = td.path / JOB_FILE
-    if not path.exists():
-        return
-    previous = json.loads(path.read_text(encoding="utf-8"))
+    previous = td.read_job()
     attach = getattr(executor, "attach", None)
-    if previous.get("executor") != executor.kind or attach is None:
+    if previous is None or previous.get("executor") != executor.kind or attach is None:
         return
     stale = attach(str(previous["job_id"]))
     if stale is not None and not stale.done():
@@ -211,6 +212,10 @@ def run_trial(
     if td.is_done:  # the job ended while no driver watched it
         pump(reported_epoch)
         return _finish(td, tracker, run_id)
+    stopping = stopping_marker(ctx.storage_root, spec.sweep)
+    if stopping.exists():  # the sweep is being stopped: start nothing new
+        tracker.end(run_id, "KILLED")
+        return {}
 
     td.clear_markers()
     _job_environment(ctx.env)
@@ -219,14 +224,18 @@ def run_trial(
     except Exception:
         tracker.end(run_id, "FAILED", traceback.format_exc())
         raise
-    atomic_write_text(td.path / JOB_FILE, json.dumps({"executor": settings.kind, "job_id": handle.job_id}) + "\n")
+    td.write_job(settings.kind, handle.job_id, log_path=str(handle.log_path))
     with _LIVE_LOCK:
         _LIVE[spec.trial_key] = (handle, tracker, run_id)
     try:
-        tracker.record_job(run_id, handle.job_id)
+        requeues = requeues_of(handle)
+        tracker.record_job(run_id, handle.job_id, restarts=requeues, log_path=str(handle.log_path))
         reported, size, failed_since = reported_epoch, -1, None
         while True:
             state = handle.state()  # before reading: lines written before the job ended are then all seen
+            if requeues_of(handle) != requeues:  # the scheduler started the same job again (requeue)
+                requeues = requeues_of(handle)
+                tracker.record_job(run_id, handle.job_id, restarts=requeues)
             done = td.is_done  # rank 0 writes DONE last: every metrics line is there
             if td.failed_marker.exists() and not state.is_terminal:
                 # One rank failed; the others may wait for it in a collective until the DDP timeout.
@@ -247,6 +256,9 @@ def run_trial(
             if not handle.done():
                 _reap_later(handle)
             return _finish(td, tracker, run_id)
+        if stopping.exists() and state == JobState.CANCELLED:  # cancelled with the sweep: not a failure
+            tracker.end(run_id, "KILLED")
+            return {}
         error = _error_text(td, handle, state)
         if not td.failure:  # the trainer logged its own traceback to job.log; this failure came from outside
             _append_log(td, error)

@@ -10,6 +10,14 @@ no run. At submission it stores the resolved sweep as ``<storage root>/<sweep>/s
 and with ``restart_errored`` its errored ones), then runs whatever is still unsettled as a fresh Tune run.
 Either way a trial continues from its own checkpoints and MLflow run, and a job a killed driver left running
 is ended first (``orchestrator.proxy``).
+
+Stopping: on SIGINT or SIGTERM the driver writes ``STOPPING`` (``orchestrator.proxy.stopping_marker``),
+cancels every job recorded in its trials' ``job.json`` itself (through the executor's ``attach`` and
+``cancel``: it does not wait for Ray, which ends the trials' processes before their own cleanup can run) and
+then lets Tune stop. ``cancel_sweep`` does the same from any shell, and also ends a driver that runs as a
+job (``convsweep sweep --detach``, recorded in ``driver.json``). Trials stopped that way are not settled: only a
+trial the ASHA scheduler stopped (scheduler ``asha``, driver not interrupted) is tagged
+``convsweep.stopped=scheduler``, and ``resume`` runs everything else again from its checkpoint.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ import json
 import logging
 import os
 import signal
+import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,20 +37,27 @@ from orchestrator.config import SweepSpec, TrialSpec
 from orchestrator.executors import available_executors, get_executor
 from orchestrator.expand import expand
 from orchestrator.progress import SweepProgress
-from orchestrator.proxy import JOB_FILE, TrialContext
+from orchestrator.proxy import TrialContext, stopping_marker
 from orchestrator.sweepfile import ConfigError, Problem, load_sweep
 from orchestrator.tracking import TAG, Tracker, absolute_tracking_uri, git_commit
 from orchestrator.trialdir import TrialDir, atomic_write_text
 
 __all__ = [
     "SweepResult", "StatusRow", "prepare_sweep", "run_sweep", "resume_sweep", "load_recorded", "status_rows",
-    "cancel_sweep", "sweep_dir", "DRIVER_PID_FILE",
+    "cancel_sweep", "sweep_dir", "end_jobs", "record_driver_job", "driver_job", "DRIVER_PID_FILE",
+    "DRIVER_JOB_FILE",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
 SWEEP_FILE = "sweep.json"
-DRIVER_PID_FILE = "driver.pid"
+DRIVER_PID_FILE = "driver.pid"  # "<pid> <host>" of the driver while it runs
+DRIVER_JOB_FILE = "driver.json"  # {"executor": kind, "job_id": id} of a driver submitted as a job (--detach)
+
+
+# A DONE trial's job still running after this long is ended; before, it is left to complete (a cancel would
+# record a finished SLURM job as CANCELLED).
+_EXIT_GRACE_SECONDS = 90.0
 
 
 @dataclass
@@ -50,6 +67,7 @@ class SweepResult:
     skipped: list[str] = field(default_factory=list)  # settled before this run
     finished: list[str] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)  # ended early by the scheduler (ASHA)
+    interrupted: list[str] = field(default_factory=list)  # unfinished when the driver was stopped
     failed: dict[str, str] = field(default_factory=dict)  # key -> last line of the error
     source_file: str | None = None
     restored: bool = False  # resumed through Ray Tune's saved experiment state
@@ -120,8 +138,10 @@ def _context(spec: SweepSpec) -> TrialContext:
     )
 
 
-def _settled(tracker: Tracker) -> set[str]:
-    return tracker.finished_keys() | tracker.stopped_keys()
+def _settled(spec: SweepSpec, tracker: Tracker) -> set[str]:
+    """FINISHED trials, and under ASHA those the scheduler stopped; everything else is (re)run."""
+    stopped = tracker.stopped_keys() if spec.tune.scheduler == "asha" else set()
+    return tracker.finished_keys() | stopped
 
 
 def _epochs_on_disk(spec: SweepSpec, trials: list[TrialSpec]) -> dict[str, int]:
@@ -133,42 +153,118 @@ def _epochs_on_disk(spec: SweepSpec, trials: list[TrialSpec]) -> dict[str, int]:
     return seen
 
 
+class _Stopper:
+    """SIGINT/SIGTERM handling of a running driver (see the module docstring); a second signal aborts."""
+
+    def __init__(self, spec: SweepSpec, trials: list[TrialSpec]) -> None:
+        self.spec, self.trials = spec, trials
+        self.interrupted = threading.Event()
+        self._previous: dict[int, Any] = {}
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> _Stopper:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self.join()
+
+    def join(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.interrupted.is_set():
+            raise KeyboardInterrupt
+        logger.warning("%s: stopping the sweep, cancelling its jobs", signal.Signals(signum).name)
+        self.interrupted.set()
+        atomic_write_text(stopping_marker(self.spec.storage.root, self.spec.name), f"{os.getpid()}\n")
+        # not a daemon: the jobs are cancelled even if the driver is aborting
+        self._thread = threading.Thread(target=end_jobs, args=(self.spec, self.trials), name="cancel-jobs")
+        self._thread.start()
+        # Tune stops on SIGUSR1 through its own handler (installed while Tuner.fit runs)
+        tune_handler = signal.getsignal(signal.SIGUSR1)
+        if callable(tune_handler):
+            tune_handler(signal.SIGUSR1, frame)
+        else:
+            raise KeyboardInterrupt
+
+
+class _Background:
+    """Cancellations started from Tune callbacks, so Tune's loop does not wait for them; joined at the end."""
+
+    def __init__(self) -> None:
+        self.threads: list[threading.Thread] = []
+
+    def start(self, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join()
+
+
 def _run(spec: SweepSpec, trials: list[TrialSpec], pending: list[TrialSpec], tracker: Tracker, result: SweepResult,
          *, restore: bool = False, restart_errored: bool = False, show_progress: bool = True) -> None:
     from orchestrator.tune import run_tune  # imports ray
 
     by_key = {t.trial_key: t for t in trials}
     pid_file = sweep_dir(spec) / DRIVER_PID_FILE
-    atomic_write_text(pid_file, f"{os.getpid()}\n")
+    stopping_marker(spec.storage.root, spec.name).unlink(missing_ok=True)
+    atomic_write_text(pid_file, f"{os.getpid()} {socket.gethostname()}\n")
     progress = SweepProgress(
         len(trials), sum(t.recipe.epochs for t in trials), done_trials=len(trials) - len(pending),
         epochs_seen=_epochs_on_disk(spec, trials), metric=spec.tune.metric, enabled=show_progress,
     )  # fmt: skip
+    background = _Background()
+    stopper = _Stopper(spec, pending)
+
+    def on_complete(key: str) -> None:
+        if spec.tune.scheduler == "asha" and not stopper.interrupted.is_set():
+            background.start(_end_if_stopped, spec, key, tracker)
+
     try:
-        with progress:
+        with stopper, progress:
             outcomes = run_tune(spec, pending, _context(spec), restore=restore, restart_errored=restart_errored,
-                                progress=progress, on_complete=lambda key: _end_if_stopped(spec, key, tracker))
+                                progress=progress, on_complete=on_complete)
     finally:
+        background.join()
         pid_file.unlink(missing_ok=True)
         _end_orphans(spec, pending, tracker)
+    interrupted = stopper.interrupted.is_set()
     runs = tracker.status_by_key()
     for outcome in outcomes:
         trial = by_key.get(outcome.trial_key)
         run = runs.get(outcome.trial_key)
+        done = trial is not None and TrialDir.for_trial(spec.storage.root, spec.name, trial.trial_key).is_done
         if not outcome.ok:
             result.failed[outcome.trial_key] = outcome.error or "failed"
-        elif trial is not None and not TrialDir.for_trial(spec.storage.root, spec.name, trial.trial_key).is_done:
+        elif done:
+            result.finished.append(outcome.trial_key)
+        elif spec.tune.scheduler == "asha" and not interrupted:
             # Tune ended it without an error before its last epoch: the scheduler stopped it.
             result.stopped.append(outcome.trial_key)
             if run is not None:  # again: a proxy that outlived the stop may have recorded its job's end
                 tracker.set_tags(run.info.run_id, {f"{TAG}stopped": "scheduler"})
                 tracker.end(run.info.run_id, "KILLED")
-        else:
-            result.finished.append(outcome.trial_key)
+        else:  # the driver was stopped (convsweep cancel, SIGINT): `resume` runs it again
+            result.interrupted.append(outcome.trial_key)
+            if run is not None and run.info.status == "RUNNING":
+                tracker.end(run.info.run_id, "KILLED")
 
 
 def _end_if_stopped(spec: SweepSpec, key: str, tracker: Tracker) -> None:
-    """Tune ended trial ``key`` without an error: if it is not DONE the scheduler stopped it; end its job."""
+    """Tune ended trial ``key`` without an error under ASHA: if it is not DONE the scheduler stopped it.
+
+    Its job is ended here, in the driver: Ray terminates a stopped trial's actor without waiting for the
+    proxy's own cleanup (see ``orchestrator.tune``).
+    """
     td = TrialDir.for_trial(spec.storage.root, spec.name, key)
     if td.is_done:
         return
@@ -176,10 +272,29 @@ def _end_if_stopped(spec: SweepSpec, key: str, tracker: Tracker) -> None:
     if handle is not None:
         logger.info("trial %s stopped by the scheduler: ending job %s", key, handle.job_id)
         handle.cancel()
+    if td.is_done:  # it finished while being stopped
+        return
     run = tracker.status_by_key().get(key)
     if run is not None:
         tracker.set_tags(run.info.run_id, {f"{TAG}stopped": "scheduler"})
         tracker.end(run.info.run_id, "KILLED")
+
+
+def end_jobs(spec: SweepSpec, trials: list[TrialSpec] | None = None) -> int:
+    """Cancel every still-running job recorded in the trials' ``job.json`` (all at once); returns how many."""
+    handles = []
+    for trial in expand(spec) if trials is None else trials:
+        handle = _job_alive(spec, TrialDir.for_trial(spec.storage.root, spec.name, trial.trial_key))
+        if handle is not None:
+            handles.append(handle)
+    threads = [threading.Thread(target=h.cancel, name=f"cancel-{h.job_id}") for h in handles]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if handles:
+        logger.warning("cancelled job(s) %s", ", ".join(h.job_id for h in handles))
+    return len(handles)
 
 
 def _end_orphans(spec: SweepSpec, trials: list[TrialSpec], tracker: Tracker) -> None:
@@ -193,8 +308,8 @@ def _end_orphans(spec: SweepSpec, trials: list[TrialSpec], tracker: Tracker) -> 
         handle = _job_alive(spec, td)
         if handle is None:
             continue
-        if td.is_done:  # finished; its processes are still exiting: give them a moment
-            deadline = time.monotonic() + 15
+        if td.is_done:  # finished; its processes are still exiting (slowly on busy nodes): give them time
+            deadline = time.monotonic() + _EXIT_GRACE_SECONDS
             while not handle.done() and time.monotonic() < deadline:
                 time.sleep(0.2)
             if not handle.done():
@@ -221,7 +336,7 @@ def run_sweep(
     source = None if isinstance(sweep, SweepSpec) else str(Path(sweep).resolve())
     trials = expand(spec)
     tracker = Tracker(spec.tracking.uri, spec.experiment, spec.name)
-    settled = _settled(tracker)
+    settled = _settled(spec, tracker)
     pending = [t for t in trials if t.trial_key not in settled]
     result = SweepResult(spec, len(trials), skipped=[t.trial_key for t in trials if t.trial_key in settled],
                          source_file=source)
@@ -244,7 +359,7 @@ def resume_sweep(
     spec, source = load_recorded(name, root)
     trials = expand(spec)
     tracker = Tracker(spec.tracking.uri, spec.experiment, spec.name)
-    settled = _settled(tracker)
+    settled = _settled(spec, tracker)
     result = SweepResult(spec, len(trials), skipped=[t.trial_key for t in trials if t.trial_key in settled],
                          source_file=source)
     if can_restore(spec):
@@ -254,10 +369,10 @@ def resume_sweep(
             result.restored = True
             _run(spec, trials, pending, tracker, result, restore=True, restart_errored=restart_errored,
                  show_progress=show_progress)
-        settled = _settled(tracker)
+        settled = _settled(spec, tracker)
     errored = set() if restart_errored else _failed_keys(tracker) | set(result.failed)
     rest = [t for t in trials if t.trial_key not in settled and t.trial_key not in errored]
-    if rest:
+    if rest and not result.interrupted:  # a resume stopped while restoring stays stopped
         _run(spec, trials, rest, tracker, result, show_progress=show_progress)
     return result
 
@@ -278,16 +393,45 @@ class StatusRow:
 
 
 def _job_alive(spec: SweepSpec, td: TrialDir) -> Any:
-    path = td.path / JOB_FILE
-    if not path.exists():
-        return None
-    job = json.loads(path.read_text(encoding="utf-8"))
-    if job.get("executor") != spec.executor.kind:
+    """The handle of the trial's latest job (``job.json``) while it still runs, else None."""
+    job = td.read_job()
+    if job is None or job.get("executor") != spec.executor.kind:
         return None
     executor = get_executor(spec.executor, sweep_dir(spec) / "jobs")
     attach = getattr(executor, "attach", None)
     handle = attach(str(job["job_id"])) if attach is not None else None
     return handle if handle is not None and not handle.done() else None
+
+
+def record_driver_job(spec: SweepSpec, executor: str, job_id: str, log_path: str) -> None:
+    """Record the job that runs the sweep's driver (``convsweep sweep --detach``)."""
+    data = {"executor": executor, "job_id": str(job_id), "log_path": log_path}
+    atomic_write_text(sweep_dir(spec) / DRIVER_JOB_FILE, json.dumps(data, sort_keys=True) + "\n")
+
+
+def driver_job(spec: SweepSpec) -> Any:
+    """The handle of the sweep's detached driver job while it still runs, else None."""
+    path = sweep_dir(spec) / DRIVER_JOB_FILE
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if data.get("executor") != spec.executor.kind:
+        return None
+    attach = getattr(get_executor(spec.executor, sweep_dir(spec) / "jobs"), "attach", None)
+    handle = attach(str(data["job_id"])) if attach is not None else None
+    return handle if handle is not None and not handle.done() else None
+
+
+def _driver_pid(spec: SweepSpec) -> int | None:
+    """The pid of the sweep's driver if it runs on this host (the pid file names the host it runs on)."""
+    path = sweep_dir(spec) / DRIVER_PID_FILE
+    try:
+        fields = path.read_text(encoding="utf-8").split()
+    except FileNotFoundError:
+        return None
+    if not fields or not fields[0].isdigit() or (len(fields) > 1 and fields[1] != socket.gethostname()):
+        return None
+    return int(fields[0])
 
 
 def status_rows(name: str | os.PathLike[str], root: str | os.PathLike[str] = "runs") -> list[StatusRow]:
@@ -314,27 +458,29 @@ def status_rows(name: str | os.PathLike[str], root: str | os.PathLike[str] = "ru
 
 
 def cancel_sweep(name: str | os.PathLike[str], root: str | os.PathLike[str] = "runs", *, grace: float = 30.0) -> int:
-    """Stop the sweep's driver (SIGINT: Tune stops its trials) and end any job still running; returns jobs ended."""
+    """Stop the sweep: its jobs are cancelled at once, its driver is stopped (SIGINT on this host; a detached
+    driver's job is cancelled) and runs still RUNNING end KILLED. Returns how many trial jobs were ended."""
     spec, _ = load_recorded(name, root)
-    pid_file = sweep_dir(spec) / DRIVER_PID_FILE
-    if pid_file.exists():
-        pid = int(pid_file.read_text().strip())
+    # first: no proxy submits anything more, and a cancelled job is not taken for a failure
+    atomic_write_text(stopping_marker(spec.storage.root, spec.name), f"cancel {os.getpid()}\n")
+    driver = driver_job(spec)  # a detached driver is ended as the job it is (recorded CANCELLED)
+    pid = _driver_pid(spec) if driver is None else None
+    if pid is not None:
         try:
             os.kill(pid, signal.SIGINT)
-            deadline = time.monotonic() + grace
-            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-                time.sleep(0.2)
         except ProcessLookupError:
-            pass
-    ended = 0
+            pid = None
+    ended = end_jobs(spec)
+    if driver is not None:
+        driver.cancel()
+    elif pid is not None:
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.2)
+    ended += end_jobs(spec)  # a job submitted while the first round ran
     tracker = Tracker(spec.tracking.uri, spec.experiment, spec.name)
     runs = tracker.status_by_key()
     for trial in expand(spec):
-        td = TrialDir.for_trial(spec.storage.root, spec.name, trial.trial_key)
-        handle = _job_alive(spec, td)
-        if handle is not None:
-            handle.cancel()
-            ended += 1
         run = runs.get(trial.trial_key)
         if run is not None and run.info.status == "RUNNING":
             tracker.end(run.info.run_id, "KILLED")

@@ -198,16 +198,32 @@ class Tracker:
         items = [RunTag(k, v) for k, v in tags.items()]
         _retry(lambda: self.client.log_batch(run_id, tags=items), "set tags")
 
-    def record_job(self, run_id: str, job_id: str) -> None:
-        """Tag the latest job id and append it to the run's job list (its length - 1 = requeues)."""
-        run = _retry(lambda: self.client.get_run(run_id), "get run")
-        previous = [j for j in run.data.tags.get(f"{TAG}job_ids", "").split(",") if j]
-        if not previous or previous[-1] != job_id:
-            previous.append(job_id)
-        self.set_tags(
-            run_id,
-            {f"{TAG}job_id": job_id, f"{TAG}job_ids": ",".join(previous), f"{TAG}requeues": str(len(previous) - 1)},
-        )
+    def record_job(self, run_id: str, job_id: str, *, restarts: int = 0, log_path: str | None = None) -> None:
+        """Tag the latest job id, log path and the run's requeue count.
+
+        ``convsweep.job_ids`` lists every job the trial had (a resubmission by the driver or a Tune retry is a
+        new job); ``convsweep.job_restarts`` holds, in the same order, how often the scheduler started each
+        job again under its id (a SLURM requeue or preemption). ``convsweep.requeues`` = resubmissions +
+        restarts.
+        """
+        tags = _retry(lambda: self.client.get_run(run_id), "get run").data.tags
+        ids = [j for j in tags.get(f"{TAG}job_ids", "").split(",") if j]
+        counts = [int(c) if c.isdigit() else 0 for c in tags.get(f"{TAG}job_restarts", "").split(",") if c]
+        counts = (counts + [0] * len(ids))[: len(ids)]
+        if not ids or ids[-1] != job_id:
+            ids.append(job_id)
+            counts.append(0)
+        counts[-1] = max(counts[-1], int(restarts))
+        update = {
+            f"{TAG}job_id": job_id,
+            f"{TAG}job_ids": ",".join(ids),
+            f"{TAG}job_restarts": ",".join(str(c) for c in counts),
+            f"{TAG}requeues": str(len(ids) - 1 + sum(counts)),
+        }
+        if log_path is not None:
+            update[f"{TAG}log_path"] = log_path
+        if any(tags.get(k) != v for k, v in update.items()):
+            self.set_tags(run_id, update)
 
     def logged_epoch(self, run_id: str) -> int:
         if run_id not in self._logged_epoch:

@@ -14,6 +14,8 @@ Layout (``<storage root>/<sweep>/<trial_key>/``)::
     metrics.jsonl       one object per finished epoch (rank 0)
     summary.json        final figures (rank 0)
     job.log             the job's log
+    job.json            the trial's latest job: {"executor": kind, "job_id": id, ...} (driver, after submit);
+                        how any later driver or `convsweep cancel` finds a job that may still be running
     DONE | FAILED       end markers; FAILED holds the traceback
 """
 
@@ -86,6 +88,10 @@ class TrialDir:
         return self.path / "job.log"
 
     @property
+    def job_path(self) -> Path:
+        return self.path / "job.json"
+
+    @property
     def done_marker(self) -> Path:
         return self.path / "DONE"
 
@@ -111,6 +117,19 @@ class TrialDir:
         if not self.run_id_path.exists():
             return None
         return self.run_id_path.read_text(encoding="utf-8").strip() or None
+
+    # -- the trial's latest job (driver side) ---------------------------------------------------------------
+    def write_job(self, executor: str, job_id: str, **extra: Any) -> None:
+        """Record the job just submitted for this trial (replaces the previous record)."""
+        record = {"executor": executor, "job_id": str(job_id), **extra}
+        atomic_write_text(self.job_path, json.dumps(record, sort_keys=True) + "\n")
+
+    def read_job(self) -> dict[str, Any] | None:
+        """The latest job's record, or None before the first submission."""
+        if not self.job_path.exists():
+            return None
+        record = json.loads(self.job_path.read_text(encoding="utf-8"))
+        return record if isinstance(record, dict) and "job_id" in record else None
 
     # -- metrics (rank 0 writes, driver reads) -----------------------------------------------------------
     def append_metrics(self, record: dict[str, Any]) -> None:

@@ -9,11 +9,16 @@ processes (launched through the executor), the proxy only follows the trial dire
 to Tune comes with a tiny ``tune.Checkpoint`` holding the epoch, so a retried or restored trial reports only
 epochs Tune has not seen.
 
-How a function trainable stops in Ray 2.60 (``ray/train/_internal/session.py``): results are reported
-synchronously; when Tune stops a trial (an ASHA decision, the end of the experiment) it sets the session's stop
-event and ``tune.report`` raises ``SystemExit(0)`` in the trial's thread. The proxy's ``finally`` then cancels
-the job and marks the run KILLED. Ray does not wait for that thread before terminating the actor, so the proxy
-also cancels its jobs from an ``atexit`` handler (Ray runs those when an actor exits).
+How a function trainable stops in Ray 2.60 (``ray/train/_internal/session.py``,
+``ray/tune/execution/tune_controller.py``): results are reported synchronously -- ``tune.report`` queues the
+result and blocks until Tune asks for the next one, so while Tune decides the proxy does not poll (the job
+trains on). A result carrying a checkpoint is saved first; the scheduler's decision waits for that save, then a
+STOP calls the callbacks' ``on_trial_complete`` and terminates the actor: its ``stop()`` sets the session's
+stop event and returns without waiting for the trial's thread (``finish(timeout=0)``), ``tune.report`` raises
+``SystemExit(0)`` in that thread, and the actor may exit while the proxy's ``finally`` is still cancelling.
+So the driver ends the job of a trial ASHA stopped itself, from ``on_trial_complete`` (``orchestrator.sweep``,
+in a thread of its own so Tune's loop does not wait for the cancel); the proxy's ``finally`` and its ``atexit``
+handler are a second line. A stop lands at the earliest when Tune has processed the epoch that triggered it.
 """
 
 from __future__ import annotations
@@ -49,6 +54,9 @@ _RAY_ENV = {
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
     "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
     "RAY_AIR_NEW_OUTPUT": "0",
+    # SIGINT/SIGTERM are the driver's (orchestrator.sweep): it cancels the jobs first, then stops Tune through
+    # the SIGUSR1 handler Tune installs while it runs
+    "TUNE_DISABLE_SIGINT_HANDLER": "1",
 }
 
 

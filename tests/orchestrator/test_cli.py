@@ -146,3 +146,52 @@ def test_table_of_a_sweep_file_and_of_a_recorded_sweep(
         assert any(method in line and best in line for line in out.splitlines()), (method, out)
     assert main(["table", "cli-small", "--format", "csv"]) == 0
     assert "stdconv" in capsys.readouterr().out
+
+
+PAPER_TABLE2 = Path(__file__).resolve().parents[2] / "experiments" / "gmconv_table2_imagenet.yaml"
+# `convsweep table` in a fresh interpreter, failing if the table path imported a heavy package
+_NO_HEAVY_IMPORTS = ("import sys; from orchestrator.cli import main; rc = main(sys.argv[1:]); "
+                     "heavy = sorted({'torch', 'layers', 'pipelines', 'mlflow', 'ray'} & set(sys.modules)); "
+                     "assert not heavy, heavy; sys.exit(rc)")
+
+
+def test_table_of_a_paper_file_without_its_data_and_without_torch(tmp_path: Path) -> None:
+    """A paper sweep (ImageNet roots absent here) prints its table; --profile smoke shows the smoke layout."""
+    import csv
+    import io
+    import os
+    import subprocess
+
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking import MlflowClient
+
+    from orchestrator.sweepfile import load_sweep
+
+    env = {**os.environ, "IMAGENET_ROOT": str(tmp_path / "no-imagenet-here")}
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    smoke = load_sweep(PAPER_TABLE2, "smoke", check=False)
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = client.create_experiment(smoke.experiment, artifact_location=str(tmp_path / "art"))
+    gmconv = next(t for t in expand(smoke) if t.layer.method == "gmconv")
+    run = client.create_run(exp_id, tags={"convsweep.sweep": smoke.name})
+    client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in gmconv.flat_params().items()],
+                     metrics=[Metric("best_val_top1", 41.25, 0, 1)])
+    client.set_terminated(run.info.run_id, "FINISHED")
+
+    def table(*extra: str) -> subprocess.CompletedProcess[str]:
+        argv = ["table", str(PAPER_TABLE2), "--set", f"tracking.uri={uri}", "--format", "csv", *extra]
+        return subprocess.run([sys.executable, "-c", _NO_HEAVY_IMPORTS, *argv], capture_output=True, text=True,
+                              env=env, cwd=tmp_path, timeout=120)
+
+    done = table("--profile", "smoke")
+    assert done.returncode == 0, done.stderr
+    rows = {f"{r['model']}/{r['layer.method']}": r for r in csv.DictReader(io.StringIO(done.stdout))}
+    assert set(rows) == {"ResNet-20/StdConv", "ResNet-20/S-GMConv", "ResNet-20/GMConv"}, done.stdout
+    assert (rows["ResNet-20/GMConv"]["Top-1 mean"], rows["ResNet-20/GMConv"]["Top-1 n"]) == ("41.25", "1")
+    done = table()  # the paper layout: four ImageNet models x three methods (+ the finished run's own row)
+    assert done.returncode == 0, done.stderr
+    rows = {f"{r['model']}/{r['layer.method']}": r for r in csv.DictReader(io.StringIO(done.stdout))}
+    assert len(rows) == 13 and {"MobileNetV2/StdConv", "AlexNet/GMConv", "ResNet-20/GMConv"} <= set(rows), rows
+    assert rows["AlexNet/GMConv"]["Top-1 n"] == "0" and rows["AlexNet/GMConv"]["Top-1 paper"] == "57.38"
+    done = table("--profile", "tiny")
+    assert done.returncode == 2 and "unknown profile 'tiny'" in done.stderr and "smoke" in done.stderr

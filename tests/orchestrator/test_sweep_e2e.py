@@ -148,11 +148,6 @@ def test_always_crashing_trial_ends_failed_with_traceback(
     assert not td.is_done
 
 
-@pytest.mark.xfail(
-    reason="open issue: with per-epoch checkpoints Ray 2.60 has not been seen to end the stopped trial before "
-    "its job finishes (the STOP decision waits for the checkpoint save); see the H-driver report",
-    strict=False,
-)
 def test_asha_stops_the_worse_trial_and_ends_its_job(
     tmp_path: Path, ray_cluster: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -165,7 +160,9 @@ def test_asha_stops_the_worse_trial_and_ends_its_job(
         tune={"max_concurrent_trials": 1, "scheduler": "asha", "metric": "lr", "mode": "max", "grace_period": 1,
               "reduction_factor": 2, "max_failures": 0},
     )  # fmt: skip
-    monkeypatch.setenv("CONVSWEEP_FAULT", "sleep:seconds=3")  # time for the stop to reach a running job
+    # Each epoch is followed by a pause long enough for Tune (slow on two busy cores) to process epoch 1 of the
+    # worse trial and stop it while its job still runs.
+    monkeypatch.setenv("CONVSWEEP_FAULT", "sleep:seconds=12")
     result = run_sweep(path, show_progress=False)
     spec = load_sweep(path)
     good, bad = expand(spec)
@@ -237,3 +234,46 @@ def test_sigkill_driver_then_resume(tmp_path: Path) -> None:
     assert by_key[second.path.name].data.tags["convsweep.requeues"] == "1"
     history = MlflowClient(spec.tracking.uri).get_metric_history(by_key[second.path.name].info.run_id, "val_top1")
     assert sorted(m.step for m in history) == [1, 2]
+
+
+def test_sigint_driver_cancels_its_jobs_and_resume_reruns_them(tmp_path: Path) -> None:
+    """SIGINT to `convsweep sweep` (what `convsweep cancel` sends): the driver cancels the running job itself,
+    promptly; the interrupted trial is not taken for one the scheduler stopped, so `resume` runs it again."""
+    path = _write_sweep(tmp_path / "int.yaml", "e2e-int", grid={}, resources={"processes_per_node": 1},
+                        tune={"max_concurrent_trials": 1, "max_failures": 1})
+    spec = load_sweep(path)
+    (trial,) = expand(spec)
+    td = TrialDir.for_trial(spec.storage.root, spec.name, trial.trial_key)
+    driver = _cli("sweep", str(path), "--no-progress", cwd=tmp_path, env={"CONVSWEEP_FAULT": "sleep:seconds=30"})
+    try:
+        deadline = time.monotonic() + 600
+        while not _epoch_counts(td):
+            assert driver.poll() is None, driver.communicate()[0]
+            assert time.monotonic() < deadline, "no epoch"
+            time.sleep(0.2)
+        job = int(json.loads(td.job_path.read_text())["job_id"])
+        assert _group_alive(job)
+        driver.send_signal(signal.SIGINT)
+        signalled = time.monotonic()
+        while _group_alive(job):  # the job sleeps 30 s after each epoch: only a cancel ends it this soon
+            assert time.monotonic() - signalled < 20, "the driver did not cancel its job on SIGINT"
+            time.sleep(0.2)
+        out, _ = driver.communicate(timeout=300)
+    finally:
+        try:
+            os.killpg(driver.pid, signal.SIGKILL)  # Ray processes the driver left behind, in its session
+        except ProcessLookupError:
+            pass
+    assert "1 interrupted" in out and "stopped early" in out and "0 stopped early" in out, out
+    assert not td.is_done
+    (run,) = _runs(spec.tracking.uri, "e2e-int")
+    assert run.info.status == "KILLED" and "convsweep.stopped" not in run.data.tags
+    assert "convsweep.error" not in run.data.tags  # a cancel is not a failure (and was not retried)
+    assert len(run.data.tags["convsweep.job_ids"].split(",")) == 1
+
+    resume = _cli("resume", "e2e-int", "--root", spec.storage.root, "--no-progress", cwd=tmp_path)
+    out, _ = resume.communicate(timeout=600)
+    assert resume.returncode == 0, out
+    assert td.is_done and _epoch_counts(td) == {1: 1, 2: 1}  # continued from its checkpoint
+    (run,) = _runs(spec.tracking.uri, "e2e-int")
+    assert run.info.status == "FINISHED"

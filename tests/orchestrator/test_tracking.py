@@ -119,3 +119,22 @@ def test_job_ids_accumulate(tmp_path: Path, uri: str) -> None:
     tags = MlflowClient(uri).get_run(run_id).data.tags
     assert tags["convsweep.job_id"] == "202" and tags["convsweep.job_ids"] == "101,202"
     assert tags["convsweep.requeues"] == "1"
+
+
+def test_requeues_of_the_same_job_count(tmp_path: Path, uri: str) -> None:
+    """A SLURM requeue keeps the job id: its restarts count as requeues, with resubmissions, and the log path is
+    tagged."""
+    tracker = Tracker(uri, "exp", "tsweep")
+    spec = _spec()
+    run_id = tracker.ensure_run(spec, _trial_dir(tmp_path, spec), executor="slurm", git="g")
+    tracker.record_job(run_id, "7", log_path="/jobs/7_0_log.out")
+    tracker.record_job(run_id, "7", restarts=2)  # requeued twice in place
+    tags = MlflowClient(uri).get_run(run_id).data.tags
+    assert tags["convsweep.job_ids"] == "7" and tags["convsweep.requeues"] == "2"
+    assert tags["convsweep.log_path"] == "/jobs/7_0_log.out"
+    tracker.record_job(run_id, "8", restarts=1, log_path="/jobs/8_0_log.out")  # a retry, itself requeued once
+    tracker.record_job(run_id, "8", restarts=0)  # an older poll never lowers the count
+    tags = MlflowClient(uri).get_run(run_id).data.tags
+    assert tags["convsweep.job_ids"] == "7,8" and tags["convsweep.job_restarts"] == "2,1"
+    assert tags["convsweep.requeues"] == "4" and tags["convsweep.job_id"] == "8"
+    assert tags["convsweep.log_path"] == "/jobs/8_0_log.out"

@@ -104,8 +104,14 @@ def test_requeue_cancel_and_resume_of_a_two_trial_sweep(tmp_path: Path) -> None:
         requeued = job_id(trial)
         subprocess.run(["scontrol", "requeue", requeued], check=True)
         wait_until(lambda: first_with_epoch(tmp_path, name, 2, only=trial), 120, "epoch 2 after the requeue")
-        cancel = cli("cancel", name, "--root", str(tmp_path / "runs"), root=tmp_path)
-        assert cancel.returncode == 0, cancel.stdout + cancel.stderr
+        live = {job_id(t) for t in trial_dirs(tmp_path, name)} & squeue_ids()
+        assert requeued in live
+        # The jobs leave squeue promptly: `cancel` ends them itself, and the driver cancels them on SIGINT,
+        # neither waits for Ray to stop its trials.
+        cancel = cli("cancel", name, "--root", str(tmp_path / "runs"), root=tmp_path, background=True)
+        wait_until(lambda: not live & squeue_ids(), 25, "the sweep's jobs to leave squeue after `cancel`")
+        assert cancel.wait(timeout=120) == 0, (tmp_path / "driver.log").read_text()
+        cancel.log.close()  # type: ignore[attr-defined]
         cancelled = {t.name: job_id(t) for t in trial_dirs(tmp_path, name)}
         assert not set(cancelled.values()) & squeue_ids()  # nothing of the sweep left in squeue
         driver.wait(timeout=120)
@@ -133,3 +139,9 @@ def test_requeue_cancel_and_resume_of_a_two_trial_sweep(tmp_path: Path) -> None:
         assert sacct(job, "JobName")[-1] == f"{name}-{key}" and sacct(job, "State")[-1] == "COMPLETED"
     ids = dict(zip(table["tags.convsweep.trial_key"], table["tags.convsweep.job_ids"]))
     assert requeued in ids[trial.name].split(",") and final[trial.name] != requeued
+    # the requeue kept the job id, and still counts: 1 restart of the requeued job + 1 resubmission by resume
+    requeues = dict(zip(table["tags.convsweep.trial_key"], table["tags.convsweep.requeues"]))
+    restarts = dict(zip(table["tags.convsweep.trial_key"], table["tags.convsweep.job_restarts"]))
+    assert requeues[trial.name] == "2" and restarts[trial.name].split(",")[0] == "1", (requeues, restarts)
+    logs = dict(zip(table["tags.convsweep.trial_key"], table["tags.convsweep.log_path"]))
+    assert logs[trial.name].endswith(f"{final[trial.name]}_0_log.out") and Path(logs[trial.name]).exists()
