@@ -25,14 +25,7 @@ from orchestrator.trainer import evaluate_model
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread, as a trial process gets (cpus_per_process=1): on a busy 2-core machine a second
-    OpenMP thread spinning against other processes makes a forward pass tens of times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 DIST_VARS = ("SUBMITIT_EXECUTOR", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 BATCH = 64  # the val split is not a multiple of 2 x 64: the two shards differ in size

@@ -26,14 +26,7 @@ from orchestrator.trialdir import TrialDir
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread, as a trial process gets (cpus_per_process=1): on a busy 2-core machine a second
-    OpenMP thread spinning against other processes makes a forward pass tens of times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 CPU = DistInfo(rank=0, local_rank=0, world_size=1, device="cpu", backend=None)
 METRIC_KEYS = {"epoch", "train_loss", "train_top1", "val_top1", "val_top5", "lr", "epoch_seconds",
@@ -76,7 +69,7 @@ def assert_same_weights(a: dict, b: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory: pytest.TempPathFactory, one_thread: None) -> TrialDir:
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) -> TrialDir:
     """The reference: three epochs in one go."""
     trial = new_trial(tmp_path_factory.mktemp("ref"), "ref", tiny_spec())
     train(tiny_spec(), CPU, trial)
