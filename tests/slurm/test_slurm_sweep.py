@@ -1,7 +1,7 @@
 """`convsweep ... --executor slurm` end to end on the real local SLURM: every trial a SLURM job seen in sacct
 and tagged on its MLflow run; a job requeued mid-training resumes from its last checkpoint (no epoch trained
 twice, one run per trial); `convsweep cancel` empties squeue and `convsweep resume` finishes the trials. One test: a driver's start-up
-takes a minute on two busy cores."""
+takes a minute on two busy cores. A real preemption by the urgent partition ends in the same resume."""
 
 from __future__ import annotations
 
@@ -145,3 +145,36 @@ def test_requeue_cancel_and_resume_of_a_two_trial_sweep(tmp_path: Path) -> None:
     assert requeues[trial.name] == "2" and restarts[trial.name].split(",")[0] == "1", (requeues, restarts)
     logs = dict(zip(table["tags.convsweep.trial_key"], table["tags.convsweep.log_path"]))
     assert logs[trial.name].endswith(f"{final[trial.name]}_0_log.out") and Path(logs[trial.name]).exists()
+
+
+def test_a_trial_preempted_by_the_urgent_partition_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    """A real preemption mid-training: an urgent job takes the trial's node after epoch 1; SLURM requeues the
+    trial's job, which resumes at epoch 2 on the same MLflow run and finishes (no epoch trained twice)."""
+    name = "slurm-preempt"
+    sweep = write_sweep(tmp_path, name, ["stdconv"], epochs=3)
+    driver = cli("sweep", str(sweep), "--executor", "slurm", "--no-progress", root=tmp_path, background=True,
+                 fault="sleep:seconds=20")
+    try:
+        trial = wait_until(lambda: first_with_epoch(tmp_path, name, 1), 300, "the trial's first epoch")
+        job = job_id(trial)
+        node = subprocess.run(["squeue", "-h", "-j", job, "-o", "%N"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        assert node in ("node1", "node2"), node
+        # both CPUs of the trial's node, in the higher-PriorityTier partition: slurmctld preempts (requeues)
+        urgent = subprocess.run(
+            ["sbatch", "--parsable", "--partition=urgent", f"--nodelist={node}", "--cpus-per-task=2",
+             f"--output={tmp_path}/urgent.out", "--wrap", "sleep 2"],
+            capture_output=True, text=True, check=True).stdout.strip()
+        assert driver.wait(timeout=400) == 0, (tmp_path / "driver.log").read_text()
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        driver.log.close()  # type: ignore[attr-defined]
+    assert "PREEMPTED" in sacct(job, "State")  # the trial's own job was preempted ...
+    assert sacct(urgent, "State")[-1] == "COMPLETED"  # ... by the urgent job, which ran
+    assert job_id(trial) == job and (trial / "DONE").exists()  # requeued in place, then finished
+    assert epochs(trial) == [1, 2, 3]  # epoch 1 not trained again
+    assert "resuming at epoch 2" in (trial / "job.log").read_text()
+    table = runs(tmp_path, name)
+    assert len(table) == 1 and list(table["status"]) == ["FINISHED"]  # one run, kept across the preemption
+    assert int(table["tags.convsweep.requeues"].iloc[0]) >= 1
