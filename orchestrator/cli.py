@@ -85,22 +85,9 @@ def _load_any(name: str, root: str, profile: str | None = None, overrides: Seque
     if profile is not None or overrides:
         raise ValueError(f"--profile/--set: apply to a sweep FILE, not to the recorded sweep {name!r} "
                          f"(got profile={profile!r}, set={list(overrides)!r}; allowed: a sweep file path)")
-    return _load_recorded(name, root)
+    from orchestrator.sweeprecord import load_recorded
 
-
-def _load_recorded(name: str, root: str) -> tuple[object, str | None]:
-    """``orchestrator.sweep.load_recorded`` without importing the driver (MLflow, Ray: seconds)."""
-    import json
-
-    from orchestrator.config import SweepSpec
-
-    candidates = [Path(name) / "sweep.json", Path(root) / name / "sweep.json"]  # orchestrator.sweep.SWEEP_FILE
-    for path in candidates:
-        if path.is_file():
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return SweepSpec.model_validate(data["spec"]), data.get("source_file")
-    raise ValueError(f"SWEEP: no recorded sweep {name!r} (looked for {candidates[1]}); pass --root <storage root> "
-                     "or the sweep's directory")
+    return load_recorded(name, root)
 
 
 def _table_text(spec: object, source: str | None, fmt: str, tracking_uri: str | None = None) -> str:

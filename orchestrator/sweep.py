@@ -41,6 +41,8 @@ from orchestrator.proxy import TrialContext, stopping_marker
 from orchestrator.sweepfile import ConfigError, Problem, load_sweep
 from orchestrator.tracking import TAG, Tracker, absolute_tracking_uri, git_commit
 from orchestrator.trialdir import TrialDir, atomic_write_text
+from orchestrator.sweeprecord import load_recorded, sweep_dir
+from orchestrator.sweeprecord import record_sweep as _record
 
 __all__ = [
     "SweepResult", "StatusRow", "prepare_sweep", "run_sweep", "resume_sweep", "load_recorded", "status_rows",
@@ -50,7 +52,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SWEEP_FILE = "sweep.json"
 DRIVER_PID_FILE = "driver.pid"  # "<pid> <host>" of the driver while it runs
 DRIVER_JOB_FILE = "driver.json"  # {"executor": kind, "job_id": id} of a driver submitted as a job (--detach)
 
@@ -77,10 +78,6 @@ class SweepResult:
         return not self.failed
 
 
-def sweep_dir(sweep: SweepSpec) -> Path:
-    return Path(sweep.storage.root) / sweep.name
-
-
 def prepare_sweep(
     sweep: str | os.PathLike[str] | SweepSpec,
     profile: str | None = None,
@@ -105,24 +102,6 @@ def prepare_sweep(
     except ConfigError as exc:
         raise (exc.with_file(where) if where else exc) from None
     return spec
-
-
-def _record(spec: SweepSpec, source_file: str | None) -> None:
-    data = {"spec": spec.model_dump(mode="json"), "source_file": source_file}
-    atomic_write_text(sweep_dir(spec) / SWEEP_FILE, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def load_recorded(name: str | os.PathLike[str], root: str | os.PathLike[str] = "runs") -> tuple[SweepSpec, str | None]:
-    """The sweep recorded at submission: ``name`` is a sweep name under ``root``, or a sweep directory."""
-    candidates = [Path(name) / SWEEP_FILE, Path(root) / str(name) / SWEEP_FILE]
-    for path in candidates:
-        if path.is_file():
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return SweepSpec.model_validate(data["spec"]), data.get("source_file")
-    raise ValueError(
-        f"SWEEP: no recorded sweep {str(name)!r} (looked for {candidates[1]}); pass --root <storage root> "
-        "or the sweep's directory"
-    )
 
 
 def _context(spec: SweepSpec) -> TrialContext:
