@@ -115,6 +115,13 @@ fi
 # --- slurmctld
 ctld_ok() { t scontrol ping | grep -q 'is UP'; }
 if ! alive slurmctld; then
+    # Job ids must never repeat within the accounting database: `sacct -j ID` answers with the job of that id
+    # whose submit time is latest, so a reused id (ctld state lost, database kept, or a clock that moved back)
+    # would report another job. slurmctld takes max(saved sequence, FirstJobId), so this is safe every start.
+    last_id="$(mariadb --no-defaults --socket="$MYSQL_SOCKET" -u root -N -e \
+        "SELECT COALESCE(MAX(id_job), 0) FROM \`${CLUSTER}_acct_db\`.\`${CLUSTER}_job_table\`" 2>/dev/null || echo 0)"
+    sed -i '/^FirstJobId=/d' "$CONF_DIR/slurm.conf"
+    echo "FirstJobId=$((${last_id:-0} + 1))" >>"$CONF_DIR/slurm.conf"
     rm -f "$DIR/run/slurmctld.pid"
     slurmctld || die "slurmctld failed to start (see $LOG_DIR/slurmctld.log)"
     record slurmctld "$DIR/run/slurmctld.pid" "$LOG_DIR/slurmctld.log"

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,36 @@ def test_install_refusal_is_one_line_with_the_reason(tmp_path: Path) -> None:
     assert result.returncode != 0
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("install.sh: needs root to apt-get install"), result
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_job_ids_never_repeat_after_slurmctld_loses_its_state(slurm_cluster: dict[str, str], tmp_path: Path) -> None:
+    """`sacct -j ID` reports the latest-submitted job of that id: a restarted slurmctld whose saved state is gone
+    (the accounting database kept) must continue past every id the database has seen, not restart at 1."""
+    state_dir = Path(slurm_cluster["dir"])
+
+    def submit() -> int:
+        out = subprocess.run(["sbatch", "--parsable", f"--output={tmp_path}/%j.out", "--wrap", "true"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        return int(out.split(";")[0])
+
+    before = submit()
+    for _ in range(150):  # until the accounting database holds the job's end
+        sacct = subprocess.run(["sacct", "-n", "-P", "-X", "-j", str(before), "-o", "State"],
+                               capture_output=True, text=True, check=True).stdout.split()
+        if sacct == ["COMPLETED"]:
+            break
+        time.sleep(0.2)
+    assert sacct == ["COMPLETED"], sacct
+    ctld_pid = recorded_pids(state_dir)["slurmctld"]
+    subprocess.run(["kill", "-TERM", str(ctld_pid)], check=True)
+    for _ in range(100):
+        if not Path(f"/proc/{ctld_pid}").exists():
+            break
+        time.sleep(0.2)
+    shutil.rmtree(state_dir / "state" / "ctld")
+    restart = subprocess.run(["bash", str(LOCAL / "start.sh")], capture_output=True, text=True, timeout=180,
+                             env={**os.environ, "CONVSWEEP_SLURM_DIR": str(state_dir)}, check=False)
+    assert restart.returncode == 0, restart.stderr
+    assert submit() > before
