@@ -219,6 +219,12 @@ NON_SEMANTIC_FIELDS: tuple[str, ...] = (
 )
 
 
+def _without_empty(data: dict[str, Any]) -> dict[str, Any]:
+    """Drop sections left empty (all defaults, or only non-semantic fields), recursively."""
+    kept = {k: _without_empty(v) if isinstance(v, dict) else v for k, v in data.items()}
+    return {k: v for k, v in kept.items() if v != {}}
+
+
 class TrialSpec(TrainBase):
     """One fully resolved trial; its identity is a hash of its semantic fields."""
 
@@ -234,13 +240,18 @@ class TrialSpec(TrainBase):
 
     @property
     def trial_key(self) -> str:
-        data = self.model_dump(mode="json")
+        # Fields at their default value are left out: a knob added later with a default that keeps today's
+        # behaviour does not re-key the trials already run (their runs and checkpoints are still found).
+        # The flip side: changing a default changes what a trial computes under the same key, so a default
+        # is never changed in place; a new behaviour gets a new value.
+        data = self.model_dump(mode="json", exclude_defaults=True)
         for dotted in NON_SEMANTIC_FIELDS:
             *parents, leaf = dotted.split(".")
             node = data
             for part in parents:
-                node = node[part]
+                node = node.get(part, {})
             node.pop(leaf, None)
+        data = _without_empty(data)
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 

@@ -134,6 +134,21 @@ def test_trial_key_ignores_non_semantic_fields():
     assert {t.trial_key for t in same} == {trial.trial_key}
 
 
+def test_a_knob_added_with_its_default_keeps_every_existing_key():
+    """Trials run before a schema gained a knob are found again after it (same key), unless the knob is set."""
+
+    class WithNewKnob(TrialSpec):
+        new_knob: float = 0.5
+
+    trial = expand(sweep(grid={"layer.method": ["coc"]}, seeds=[3]))[0]
+    grown = WithNewKnob.model_validate(trial.model_dump(mode="json"))
+    assert grown.trial_key == trial.trial_key
+    assert grown.model_copy(update={"new_knob": 0.7}).trial_key != trial.trial_key
+    # a value written out equal to its default is the same trial
+    explicit = trial.model_copy(update={"recipe": trial.recipe.model_copy(update={"epochs": trial.recipe.epochs})})
+    assert explicit.trial_key == trial.trial_key
+
+
 def test_trial_key_changes_with_semantic_fields():
     trial = expand(sweep())[0]
     changed = [
