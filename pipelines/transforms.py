@@ -24,11 +24,13 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torchvision import transforms as T
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import functional as TF
 
 from .constants import IMAGE_SIZE, VAL_RESIZE
+
+# torchvision is imported inside the functions that need it (JPEG decoding/resizing, rotations): importing it
+# pulls in torchvision.models and torch._dynamo, over a second per process, which a job on an array dataset
+# (digits, CIFAR, MNIST) never uses. Every trial process pays its imports, so they count in the sweep's
+# per-trial overhead.
 
 __all__ = ["EVAL_TRANSFORMS", "EVAL_ANGLES", "image_transform", "array_transform", "apply_eval_transform",
            "normalize", "check_eval_transform"]
@@ -52,7 +54,10 @@ def apply_eval_transform(image: torch.Tensor, eval_transform: str | None) -> tor
     if eval_transform in (None, "rot0"):
         return image
     if eval_transform == "flip_ud":
-        return TF.vflip(image)
+        return image.flip(-2)
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+
     return TF.rotate(image, EVAL_ANGLES[eval_transform], interpolation=InterpolationMode.BILINEAR, fill=0)
 
 
@@ -69,11 +74,14 @@ class CenterCrop:
     def __call__(self, image):
         w, h = image.size
         top, left = math.floor((h - self.size) / 2 + 0.5), math.floor((w - self.size) / 2 + 0.5)
-        return TF.crop(image, top, left, self.size, self.size)
+        return image.crop((left, top, left + self.size, top + self.size))
 
 
 def image_transform(name: str, train: bool, eval_transform: str | None = None) -> Callable:
     """PIL RGB image -> uint8 (3, S, S) tensor for the JPEG datasets."""
+    from torchvision import transforms as T
+    from torchvision.transforms import InterpolationMode
+
     size = IMAGE_SIZE[name]
     if train:
         steps = [T.RandomResizedCrop(size, interpolation=InterpolationMode.BILINEAR, antialias=True),
@@ -89,20 +97,31 @@ def image_transform(name: str, train: bool, eval_transform: str | None = None) -
 
 def array_transform(name: str, train: bool, eval_transform: str | None = None) -> Callable:
     """uint8 (H, W, C) numpy image -> uint8 (C, H, W) tensor for the array datasets."""
-    steps: list[Callable] = []
-    if train and name in ("cifar10", "cifar100"):
-        steps = [T.RandomCrop(32, padding=4, fill=0), T.RandomHorizontalFlip()]
-    return _ArrayTransform(T.Compose(steps), eval_transform)
+    pad_crop_flip = 4 if train and name in ("cifar10", "cifar100") else None
+    return _ArrayTransform(pad_crop_flip, eval_transform)
 
 
 class _ArrayTransform:
-    # A class rather than a closure so DataLoader workers can be started with "spawn" too.
-    def __init__(self, steps: Callable, eval_transform: str | None) -> None:
-        self.steps, self.eval_transform = steps, eval_transform
+    """Optional zero padding + random crop back to the input size + horizontal flip, then the eval transform.
+
+    What torchvision's RandomCrop(padding=p, fill=0) + RandomHorizontalFlip do, in plain torch (drawn from
+    torch's global generator like them, so DataLoader worker seeding applies), without importing torchvision.
+    A class rather than a closure so DataLoader workers can be started with "spawn" too.
+    """
+
+    def __init__(self, padding: int | None, eval_transform: str | None) -> None:
+        self.padding, self.eval_transform = padding, eval_transform
 
     def __call__(self, image: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(image).permute(2, 0, 1).contiguous()
-        return apply_eval_transform(self.steps(x), self.eval_transform)
+        if self.padding is not None:
+            p = self.padding
+            h, w = x.shape[-2:]
+            padded = torch.nn.functional.pad(x, (p, p, p, p))
+            top, left = (int(v) for v in torch.randint(0, 2 * p + 1, (2,)))
+            x = padded[:, top:top + h, left:left + w]
+            x = (x.flip(-1) if torch.rand(1).item() < 0.5 else x).contiguous()
+        return apply_eval_transform(x, self.eval_transform)
 
 
 def normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...],
