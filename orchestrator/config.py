@@ -72,6 +72,10 @@ class LayerSpec(_Frozen):
     aconv_sigma_init: PositiveFloat | tuple[PositiveFloat, PositiveFloat] = (0.1, 0.5)
     # None keeps the model's own kernel size (ACONV sweeps 3/5/7/9)
     kernel_size: PositiveInt | None = None
+    # Architecture knobs of the models that have them (None = the model's default): residual blocks per
+    # stage of aconv_resnet (ACONV Table 1: 1/1/3/2/2), dropout of aconv_simple/aconv_resnet (0.5 / 0).
+    blocks_per_stage: PositiveInt | None = None
+    dropout: Annotated[float, Field(ge=0, lt=1)] | None = None
 
     def build_knobs(self) -> dict[str, Any]:
         """Keyword arguments for ``layers.build_model`` that apply to this method."""
@@ -86,6 +90,10 @@ class LayerSpec(_Frozen):
             knobs.update(aconv_sigma_init=self.aconv_sigma_init)
         if self.kernel_size is not None:
             knobs.update(kernel_size=self.kernel_size)
+        if self.blocks_per_stage is not None:
+            knobs.update(blocks_per_stage=self.blocks_per_stage)
+        if self.dropout is not None:
+            knobs.update(dropout=self.dropout)
         return knobs
 
 
@@ -94,6 +102,8 @@ class DatasetSpec(_Frozen):
     root: str | None = None
     backend: str = "auto"
     num_workers: Annotated[int, Field(ge=0)] = 2
+    # train-split augmentation on/off; None = the dataset's default (pipelines.dataset_info(name).augment)
+    augment: bool | None = None
 
 
 class OptimizerSpec(_Frozen):
@@ -114,15 +124,21 @@ class ScheduleSpec(_Frozen):
     ``step_size`` multiples / ``milestones`` (x0.1 or x0.2 in the papers); ``poly`` decays to ``end_lr`` with
     ``power``; ``onecycle`` rises from ``end_lr`` to ``lr`` at mid-training and falls back (ACONV ResNet:
     ``end_lr: 0.001``). Step-shaped schedules change at epoch boundaries, poly and one-cycle every step.
+    ``plateau`` multiplies the lr by ``gamma`` when the validation loss has not improved for more than
+    ``patience`` evaluations, never below ``end_lr`` (ACONV simple net: ``gamma: 0.9, patience: 10``;
+    otherwise torch's ReduceLROnPlateau with its defaults).
     """
 
-    name: Literal["constant", "step", "multistep", "exponential", "poly", "onecycle", "cosine"] = "constant"
+    name: Literal["constant", "step", "multistep", "exponential", "poly", "onecycle", "cosine", "plateau"] = (
+        "constant"
+    )
     milestones: tuple[PositiveInt, ...] = ()
     step_size: PositiveInt = 30
     gamma: PositiveFloat = 0.1
     power: PositiveFloat = 0.9
     end_lr: NonNegativeFloat = 0.0
     warmup_epochs: Annotated[int, Field(ge=0)] = 0
+    patience: Annotated[int, Field(ge=0)] = 10  # plateau: evaluations without improvement before a cut
 
 
 class RecipeSpec(_Frozen):

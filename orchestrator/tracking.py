@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 TAG = "convsweep."
 EPOCH_METRICS = (
-    "train_loss", "train_top1", "val_top1", "val_top5", "lr", "epoch_seconds", "images_per_second",
+    "train_loss", "train_top1", "val_top1", "val_top5", "val_loss", "lr", "epoch_seconds", "images_per_second",
 )  # fmt: skip
 # MLflow keeps tag values up to 8,000 characters; keep the error tag well inside it.
 _ERROR_TAIL_CHARS = 6000

@@ -6,7 +6,8 @@ files into MLflow records (see ``orchestrator.trialdir``).
 
 Resume: a restarted trial loads ``checkpoints/last.pt`` (``prev.pt`` if the former is unreadable) on every
 rank and continues with the next epoch at the same scheduler position; epochs already checkpointed are not
-trained again.
+trained again. A ``plateau`` schedule observes each evaluation's val loss (all-reduced, so every rank cuts
+the lr alike) before the epoch's checkpoint, which therefore holds its patience count.
 
 Randomness: at the start of every epoch each rank reseeds Python, NumPy and torch from (seed, rank, epoch),
 so the numbers a rank draws in an epoch do not depend on whether the run was interrupted before it. The
@@ -35,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 import layers
@@ -43,7 +45,7 @@ from orchestrator.checkpoint import load_checkpoint, rng_state, save_checkpoint,
 from orchestrator.config import TrialSpec
 from orchestrator.distributed import DistInfo, all_reduce_sum, barrier, broadcast_buffers
 from orchestrator.optim import build_optimizer
-from orchestrator.schedules import build_scheduler
+from orchestrator.schedules import PlateauLR, build_scheduler
 from orchestrator.trialdir import TrialDir
 
 __all__ = [
@@ -116,14 +118,15 @@ def _autocast(device: str, enabled: bool) -> AbstractContextManager[Any]:
 def evaluate_model(
     model: nn.Module, loader: Any, dist: DistInfo, *, amp: bool = False, channels_last: bool = False
 ) -> dict[str, float]:
-    """Top-1/top-5 (percent) of ``model`` over the whole split, every image counted once across the ranks.
+    """Top-1/top-5 (percent) and mean cross-entropy of ``model`` over the whole split, every image counted once
+    across the ranks (the sums are all-reduced, so every rank returns the same figures).
 
     Pass the unwrapped module: a DDP forward would synchronise buffers, and ranks may hold different numbers
     of validation batches (the val loader gives exact disjoint shards), so collectives inside the loop hang.
     """
     was_training = model.training
     model.eval()
-    counts = torch.zeros(3, dtype=torch.float64, device=dist.device)  # correct@1, correct@5, images
+    counts = torch.zeros(4, dtype=torch.float64, device=dist.device)  # correct@1, correct@5, images, loss sum
     for images, labels in loader:
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -134,11 +137,13 @@ def evaluate_model(
         counts[0] += hits[:, 0].sum()
         counts[1] += hits.any(dim=1).sum()
         counts[2] += labels.numel()
+        counts[3] += F.cross_entropy(logits.float(), labels, reduction="sum")
     model.train(was_training)
-    correct1, correct5, total = all_reduce_sum(counts.tolist(), dist)
+    correct1, correct5, total, loss_sum = all_reduce_sum(counts.tolist(), dist)
     if total == 0:
         raise ValueError("evaluate_model: the validation split is empty")
-    return {"top1": 100.0 * correct1 / total, "top5": 100.0 * correct5 / total, "count": int(total)}
+    return {"top1": 100.0 * correct1 / total, "top5": 100.0 * correct5 / total, "loss": loss_sum / total,
+            "count": int(total)}
 
 
 def train(spec: TrialSpec, dist: DistInfo, trial_dir: TrialDir) -> dict[str, Any]:
@@ -178,7 +183,8 @@ class Trainer:
         )
         ds = spec.dataset
         batch = recipe.batch_size
-        self.train_loader = pipelines.build_loader(ds.name, ds.root, "train", batch_size=batch, **loader_args)
+        self.train_loader = pipelines.build_loader(ds.name, ds.root, "train", batch_size=batch,
+                                                   augment=ds.augment, **loader_args)
         self.val_loader = pipelines.build_loader(ds.name, ds.root, "val", batch_size=batch, **loader_args)
         self.steps_per_epoch = len(self.train_loader)
         if recipe.max_steps_per_epoch is not None:
@@ -306,7 +312,9 @@ class Trainer:
             if epoch % spec.eval_every == 0 or epoch == recipe.epochs:
                 val = evaluate_model(self.model, self.val_loader, dist, amp=self.amp, channels_last=self.channels_last)
                 self.last_val = {"top1": val["top1"], "top5": val["top5"]}
-                record.update(val_top1=val["top1"], val_top5=val["top5"])
+                record.update(val_top1=val["top1"], val_top5=val["top5"], val_loss=val["loss"])
+                if isinstance(self.scheduler, PlateauLR):  # before the checkpoint, which saves its state
+                    self.scheduler.observe(val["loss"])
                 if self.best_top1 is None or val["top1"] > self.best_top1:
                     self.best_top1, self.best_epoch = val["top1"], epoch
             record["epoch_seconds"] = time.perf_counter() - started
@@ -334,7 +342,7 @@ class Trainer:
         params = flops = None
         if self.dist.is_main:  # the other ranks' summaries are not written anywhere
             folded = layers.reparameterize_model(self.model).cpu()
-            shape = (1, self.info.in_channels, self.info.image_size, self.info.image_size)
+            shape = (1, self.info.in_channels, *self.info.image_shape)
             params, flops = map(int, layers.count_params_flops(folded, input_shape=shape))
         return {
             "best_val_top1": self.best_top1,

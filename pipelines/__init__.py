@@ -8,7 +8,7 @@
         for images, labels in loader:   # float32 NCHW normalised, int64, on the device
             ...
 
-Modules: constants (mean/std, sizes), folders / arrays (on-disk formats), datasets (registry,
+Modules: constants (mean/std, sizes), folders / arrays / cluttered / lfw (on-disk formats), datasets (registry,
 `dataset_info`, `check_root`), sharding (which indices each rank reads), transforms (torchvision recipes,
 Table 4 evaluation transforms), loader (`build_loader`, `Loader`), torch_loader / dali / synthetic (backends).
 

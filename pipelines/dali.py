@@ -14,8 +14,9 @@ is what DALI's own reader checkpointing (`enable_checkpointing=True`, `pipe.chec
 readers on CPU in DALI 2.4) would provide.
 
 Train: `fn.decoders.image_random_crop` (the fused decode + RandomResizedCrop: scale (0.08, 1), ratio
-(3/4, 4/3)), resize to S x S, random horizontal mirror, normalise to float CHW. Val: decode, resize the
-shorter side to R (antialiased linear), centre crop S, the Table 4 transform if any, normalise.
+(3/4, 4/3)), resize to S x S, random horizontal mirror, normalise to float CHW. Val, and train when the
+sweep turns augmentation off (`augment=False`, as in transforms.py): decode, resize the shorter side to R
+(antialiased linear), centre crop S, the Table 4 transform if any, normalise.
 
 A pipeline is built per epoch (~0.15 s on CPU) with a seed from (seed, epoch, rank): abandoning an epoch
 early just drops it. A file DALI cannot decode ends the epoch with `CorruptImageError` naming the file
@@ -35,7 +36,7 @@ from .constants import IMAGE_SIZE, VAL_RESIZE
 from .folders import CorruptImageError, FileSplit, read_image_file
 from .loader import Loader
 from .sharding import ShardPlan
-from .transforms import EVAL_ANGLES
+from .transforms import EVAL_ANGLES, augments
 
 __all__ = ["DaliLoader", "import_dali", "image_graph", "build_image_pipeline"]
 
@@ -101,14 +102,16 @@ def build_image_pipeline(source, *, train: bool, decoder_device: str, size: int,
 class DaliLoader(Loader):
     def __init__(self, name: str, data: FileSplit, plan: ShardPlan, *, train: bool, device: torch.device,
                  num_threads: int, seed: int, eval_transform: str | None, mean: tuple[float, ...],
-                 std: tuple[float, ...]) -> None:
+                 std: tuple[float, ...], augment: bool | None = None) -> None:
         import_dali()
         super().__init__(plan, device)
         self.gpu = device.type == "cuda"
         self.backend = "dali-gpu" if self.gpu else "dali-cpu"
         self.data, self.train, self.num_threads, self.seed = data, train, num_threads, seed
-        self.graph = dict(train=train, decoder_device="mixed" if self.gpu else "cpu", size=IMAGE_SIZE[name],
-                          val_resize=VAL_RESIZE[name], mean=mean, std=std, eval_transform=eval_transform)
+        # the graph's `train` selects the augmented path only: the plan (shuffling) is the loader's
+        self.graph = dict(train=augments(name, train, augment), decoder_device="mixed" if self.gpu else "cpu",
+                          size=IMAGE_SIZE[name], val_resize=VAL_RESIZE[name], mean=mean, std=std,
+                          eval_transform=eval_transform)
         self.classes = data.classes
 
     def _device_id(self) -> int | None:

@@ -1,7 +1,8 @@
 """The dataset registry: names, `dataset_info`, `check_root` and `load_split` (dispatch to the readers).
 
 JPEG datasets (imagenet, tiny-imagenet) are read as lists of files (`folders.py`) and decoded per batch;
-array datasets (cifar10, cifar100, mnist, fashion-mnist, digits) are read whole into memory (`arrays.py`).
+array datasets (cifar10, cifar100, mnist, fashion-mnist, digits; `arrays.py`), MNIST-cluttered
+(`cluttered.py`) and LFW-Faces (`lfw.py`, decoded once from its JPEGs) are read whole into memory.
 """
 
 from __future__ import annotations
@@ -9,15 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
-from . import arrays, folders
-from .constants import IMAGE_SIZE, IN_CHANNELS, MEAN_STD, NUM_CLASSES
+from . import arrays, cluttered, folders, lfw
+from .constants import DEFAULT_AUGMENT, IMAGE_SHAPE, IMAGE_SIZE, IN_CHANNELS, MEAN_STD, NUM_CLASSES
 
 __all__ = ["DATASETS", "JPEG_DATASETS", "ARRAY_DATASETS", "SPLITS", "DatasetInfo", "dataset_info", "check_root",
            "check_name", "load_split", "Split"]
 
-DATASETS = ("imagenet", "tiny-imagenet", "cifar10", "cifar100", "mnist", "fashion-mnist", "digits")
+DATASETS = ("imagenet", "tiny-imagenet", "cifar10", "cifar100", "mnist", "fashion-mnist", "digits", "mnist-cluttered",
+            "lfw-faces")
 JPEG_DATASETS = ("imagenet", "tiny-imagenet")
-ARRAY_DATASETS = ("cifar10", "cifar100", "mnist", "fashion-mnist", "digits")
+ARRAY_DATASETS = ("cifar10", "cifar100", "mnist", "fashion-mnist", "digits", "mnist-cluttered", "lfw-faces")
 SPLITS = ("train", "val")
 
 Split = Union[folders.FileSplit, arrays.ArraySplit]
@@ -26,10 +28,12 @@ Split = Union[folders.FileSplit, arrays.ArraySplit]
 @dataclass(frozen=True)
 class DatasetInfo:
     num_classes: int
-    image_size: int
+    image_size: int  # the side of square images; the height otherwise
     in_channels: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    image_shape: tuple[int, int]  # (height, width) of what the loaders yield
+    augment: bool  # whether the train split is augmented by default
 
 
 def check_name(name: str) -> None:
@@ -41,7 +45,8 @@ def dataset_info(name: str) -> DatasetInfo:
     """Shape and normalisation of what the loaders yield for `name` (no disk access)."""
     check_name(name)
     mean, std = MEAN_STD[name]
-    return DatasetInfo(NUM_CLASSES[name], IMAGE_SIZE[name], IN_CHANNELS[name], mean, std)
+    return DatasetInfo(NUM_CLASSES[name], IMAGE_SIZE[name], IN_CHANNELS[name], mean, std, IMAGE_SHAPE[name],
+                       DEFAULT_AUGMENT[name])
 
 
 def check_root(name: str, root: str | None) -> None:
@@ -61,6 +66,10 @@ def check_root(name: str, root: str | None) -> None:
         folders.check_tiny_imagenet(root)
     elif name in arrays.CIFAR_FILES:
         arrays.find_cifar_dir(name, root)
+    elif name == "mnist-cluttered":
+        cluttered.find_cluttered_file(root)
+    elif name == "lfw-faces":
+        lfw.find_lfw_dir(root)
     else:
         arrays.find_idx_dir(name, root)
 
@@ -80,4 +89,8 @@ def load_split(name: str, root: str | None, split: str) -> Split:
         return folders.read_tiny_imagenet(root, split)
     if name in arrays.CIFAR_FILES:
         return arrays.read_cifar(name, root, split)
+    if name == "mnist-cluttered":
+        return cluttered.read_cluttered(root, split)
+    if name == "lfw-faces":
+        return lfw.read_lfw(root, split)
     return arrays.read_idx_dataset(name, root, split)

@@ -119,18 +119,23 @@ def resolve_backend(backend: str, name: str, device: torch.device) -> str:
 
 def build_loader(name: str, root: str | None, split: str, *, batch_size: int, backend: str = "auto",
                  rank: int = 0, world_size: int = 1, device: str | torch.device = "cpu", seed: int = 0,
-                 num_workers: int = 2, eval_transform: str | None = None) -> Loader:
+                 num_workers: int = 2, eval_transform: str | None = None, augment: bool | None = None) -> Loader:
     """Build the loader of one split of one dataset for one rank (see the module docstring).
 
     `split="train"` shuffles per (seed, epoch) and gives every rank the same number of batches; `"val"`
     reads disjoint contiguous shards without padding. `num_workers` is the DataLoader worker count for
     `pytorch` and the thread count (at least 1) for `dali-*`. `eval_transform` (val only) is one of
-    `EVAL_TRANSFORMS`.
+    `EVAL_TRANSFORMS`. `augment` (train only) turns the train augmentation on or off; None keeps the
+    dataset's default (`dataset_info(name).augment`, the papers' recipes; see transforms.py).
     """
     check_name(name)
     if split not in SPLITS:
         raise ValueError(f"split: unknown split {split!r} (allowed: {', '.join(SPLITS)})")
     check_eval_transform(eval_transform, split)
+    if augment is not None and not isinstance(augment, bool):
+        raise ValueError(f"augment: must be True, False or None (got {augment!r})")
+    if augment and split != "train":
+        raise ValueError(f"augment: True applies to split 'train' only (got split {split!r})")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size: must be a positive int (got {batch_size!r})")
     if not isinstance(num_workers, int) or num_workers < 0:
@@ -150,8 +155,8 @@ def build_loader(name: str, root: str | None, split: str, *, batch_size: int, ba
         from .torch_loader import TorchLoader
 
         return TorchLoader(name, data, plan, train=train, device=dev, num_workers=num_workers, seed=seed,
-                           eval_transform=eval_transform, mean=info.mean, std=info.std)
+                           eval_transform=eval_transform, mean=info.mean, std=info.std, augment=augment)
     from .dali import DaliLoader
 
     return DaliLoader(name, data, plan, train=train, device=dev, num_threads=max(1, num_workers), seed=seed,
-                      eval_transform=eval_transform, mean=info.mean, std=info.std)
+                      eval_transform=eval_transform, mean=info.mean, std=info.std, augment=augment)

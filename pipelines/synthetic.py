@@ -30,7 +30,7 @@ class SyntheticLoader(Loader):
         super().__init__(ShardPlan(n, batch_size, rank=rank, world_size=world_size, seed=seed, shuffle=train), device)
         info = dataset_info(name)
         g = torch.Generator().manual_seed(seed * 7919 + rank)
-        shape = (batch_size, info.in_channels, info.image_size, info.image_size)
+        shape = (batch_size, info.in_channels, *info.image_shape)
         self._images = torch.randn(shape, generator=g).to(device)
         self._labels = torch.randint(info.num_classes, (batch_size,), generator=g).to(device)
 

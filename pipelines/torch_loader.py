@@ -29,10 +29,11 @@ __all__ = ["TorchLoader", "SplitDataset"]
 class SplitDataset(Dataset):
     """Map-style dataset over a FileSplit or ArraySplit: index -> (uint8 CHW tensor, int label)."""
 
-    def __init__(self, name: str, data: FileSplit | ArraySplit, train: bool, eval_transform: str | None) -> None:
+    def __init__(self, name: str, data: FileSplit | ArraySplit, train: bool, eval_transform: str | None,
+                 augment: bool | None = None) -> None:
         self.data = data
         self.is_files = isinstance(data, FileSplit)
-        self.transform = (image_transform if self.is_files else array_transform)(name, train, eval_transform)
+        self.transform = (image_transform if self.is_files else array_transform)(name, train, eval_transform, augment)
 
     def __len__(self) -> int:
         return len(self.data)
@@ -54,9 +55,9 @@ class TorchLoader(Loader):
 
     def __init__(self, name: str, data: FileSplit | ArraySplit, plan: ShardPlan, *, train: bool,
                  device: torch.device, num_workers: int, seed: int, eval_transform: str | None,
-                 mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+                 mean: tuple[float, ...], std: tuple[float, ...], augment: bool | None = None) -> None:
         super().__init__(plan, device)
-        self.dataset = SplitDataset(name, data, train, eval_transform)
+        self.dataset = SplitDataset(name, data, train, eval_transform, augment)
         self.num_workers, self.seed, self.mean, self.std = num_workers, seed, mean, std
         self.classes = data.classes
 

@@ -6,7 +6,13 @@ Recipes (the DALI graph in `dali.py` implements the same ones for the JPEG datas
   Tiny-ImageNet, the CoC paper's 64 -> 128 upscale).
 - cifar10, cifar100: train 4-pixel zero padding + random 32x32 crop + horizontal flip (GMConv Sec. 4.1);
   val unchanged.
-- mnist, fashion-mnist, digits: no augmentation.
+- mnist, fashion-mnist, digits, mnist-cluttered: no augmentation by default.
+- lfw-faces, and any array dataset whose augmentation a sweep turns on: the CIFAR recipe scaled to the
+  image, zero padding of round(min(H, W) / 8) pixels (4 for 28x28, 5 for LFW's 50x37, 8 for 60x60) + random
+  crop back to H x W + horizontal flip. (The ACONV authors' Keras code shifts by up to 20 % with
+  nearest-pixel fill, flips, and zooms by 10 % in the simple net; we keep one recipe for every array set.)
+`augment` (the sweep's `dataset.augment`) overrides the dataset's default (`constants.DEFAULT_AUGMENT`) for
+the train split: False trains on the val geometry (JPEG sets: resize + centre crop; arrays: as stored).
 
 Per-sample transforms end in uint8 CHW tensors; `normalize` turns a batch into float32 on the device,
 (x / 255 - mean) / std, once per batch (cheaper than per sample, and the bytes crossing to the GPU are uint8).
@@ -25,7 +31,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .constants import IMAGE_SIZE, VAL_RESIZE
+from .constants import DEFAULT_AUGMENT, IMAGE_SHAPE, IMAGE_SIZE, VAL_RESIZE
 
 # torchvision is imported inside the functions that need it (JPEG decoding/resizing, rotations): importing it
 # pulls in torchvision.models and torch._dynamo, over a second per process, which a job on an array dataset
@@ -33,7 +39,7 @@ from .constants import IMAGE_SIZE, VAL_RESIZE
 # per-trial overhead.
 
 __all__ = ["EVAL_TRANSFORMS", "EVAL_ANGLES", "image_transform", "array_transform", "apply_eval_transform",
-           "normalize", "check_eval_transform"]
+           "normalize", "check_eval_transform", "augments", "augment_padding"]
 
 EVAL_TRANSFORMS = ("rot0", "rot45", "rot90", "rot135", "rot180", "flip_ud")
 EVAL_ANGLES = {"rot0": 0.0, "rot45": 45.0, "rot90": 90.0, "rot135": 135.0, "rot180": 180.0}
@@ -77,13 +83,24 @@ class CenterCrop:
         return image.crop((left, top, left + self.size, top + self.size))
 
 
-def image_transform(name: str, train: bool, eval_transform: str | None = None) -> Callable:
+def augments(name: str, train: bool, augment: bool | None = None) -> bool:
+    """Whether a split gets the train augmentation: train splits only, `augment` None = the dataset's default."""
+    return train and (DEFAULT_AUGMENT[name] if augment is None else bool(augment))
+
+
+def augment_padding(name: str) -> int:
+    """Zero padding of the pad-and-crop augmentation of array datasets: an eighth of the shorter side."""
+    return round(min(IMAGE_SHAPE[name]) / 8)
+
+
+def image_transform(name: str, train: bool, eval_transform: str | None = None,
+                    augment: bool | None = None) -> Callable:
     """PIL RGB image -> uint8 (3, S, S) tensor for the JPEG datasets."""
     from torchvision import transforms as T
     from torchvision.transforms import InterpolationMode
 
     size = IMAGE_SIZE[name]
-    if train:
+    if augments(name, train, augment):
         steps = [T.RandomResizedCrop(size, interpolation=InterpolationMode.BILINEAR, antialias=True),
                  T.RandomHorizontalFlip()]
     else:
@@ -95,9 +112,10 @@ def image_transform(name: str, train: bool, eval_transform: str | None = None) -
     return T.Compose(steps)
 
 
-def array_transform(name: str, train: bool, eval_transform: str | None = None) -> Callable:
+def array_transform(name: str, train: bool, eval_transform: str | None = None,
+                    augment: bool | None = None) -> Callable:
     """uint8 (H, W, C) numpy image -> uint8 (C, H, W) tensor for the array datasets."""
-    pad_crop_flip = 4 if train and name in ("cifar10", "cifar100") else None
+    pad_crop_flip = augment_padding(name) if augments(name, train, augment) else None
     return _ArrayTransform(pad_crop_flip, eval_transform)
 
 

@@ -2,7 +2,8 @@
 name raises at import, an unknown name raises listing the valid ones; torchvision ``models/_api.py``).
 
 Every builder makes a plain-conv model without pretrained weights, ``(num_classes, in_channels)``
-(+ ``kernel_size`` where the model has that knob); ``build_model`` then applies ``convert_model``.
+(+ ``kernel_size`` where the model has that knob, + the ``ARCH_KNOBS`` it declares: ``blocks_per_stage``,
+``dropout``); ``build_model`` then applies ``convert_model``.
 Models built for 3-channel input get their stem conv rebuilt for ``in_channels != 3`` (e.g. MNIST).
 CoC's released configs use ``wsc`` (super-kernel standardisation) for ResNet/HRNet and not for the light
 models (MobileNetV3, ShuffleNetV2); the entry's ``coc_wsc`` carries that default (MobileNetV2 and AlexNet
@@ -22,7 +23,7 @@ from ..convert import METHOD_KNOBS, convert_model, validate_knobs
 from .aconv_nets import aconv_resnet, aconv_simple
 from .cifar_resnet import resnet18_cifar, resnet20, resnet56
 
-__all__ = ["register_model", "build_model", "validate_build_args", "MODEL_NAMES", "model_names"]
+__all__ = ["register_model", "build_model", "validate_build_args", "MODEL_NAMES", "model_names", "ARCH_KNOBS"]
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +34,30 @@ class ModelEntry:
     builder: Callable[..., nn.Module]
     kernel_size_knob: bool
     coc_wsc: bool
+    arch_knobs: tuple[str, ...] = ()
 
+
+# Architecture knobs a model may declare (None or absent = the builder's default), with their checks.
+ARCH_KNOBS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "blocks_per_stage": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1"),
+    "dropout": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1,
+                "a number in [0, 1)"),
+}
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, *, kernel_size_knob: bool = False, coc_wsc: bool = True) -> Callable:
-    """Decorator registering ``builder(num_classes, in_channels[, kernel_size])`` under ``name``."""
+def register_model(name: str, *, kernel_size_knob: bool = False, coc_wsc: bool = True,
+                   arch_knobs: tuple[str, ...] = ()) -> Callable:
+    """Decorator registering ``builder(num_classes, in_channels[, kernel_size][, arch knobs])`` under ``name``."""
+    unknown = set(arch_knobs) - set(ARCH_KNOBS)
+    if unknown:
+        raise ValueError(f"register_model: unknown arch knob(s) {sorted(unknown)} (allowed: {sorted(ARCH_KNOBS)})")
+
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"register_model: name {name!r} is already registered")
-        _REGISTRY[name] = ModelEntry(name, builder, kernel_size_knob, coc_wsc)
+        _REGISTRY[name] = ModelEntry(name, builder, kernel_size_knob, coc_wsc, tuple(arch_knobs))
         return builder
     return decorate
 
@@ -70,8 +84,8 @@ def _with_in_channels(model: nn.Module, in_channels: int) -> nn.Module:
 register_model("resnet20", kernel_size_knob=True)(resnet20)
 register_model("resnet56", kernel_size_knob=True)(resnet56)
 register_model("resnet18_cifar", kernel_size_knob=True)(resnet18_cifar)
-register_model("aconv_simple", kernel_size_knob=True)(aconv_simple)
-register_model("aconv_resnet", kernel_size_knob=True)(aconv_resnet)
+register_model("aconv_simple", kernel_size_knob=True, arch_knobs=("dropout",))(aconv_simple)
+register_model("aconv_resnet", kernel_size_knob=True, arch_knobs=("blocks_per_stage", "dropout"))(aconv_resnet)
 
 
 # torchvision.models and timm are imported by the builders that need them, not by ``import layers``: timm
@@ -123,6 +137,16 @@ def validate_build_args(name: str, num_classes: int, method: str = "stdconv", *,
         if method == "aconv" and kernel_size == 1:
             raise ValueError("kernel_size must be odd and square, >= 3 for method 'aconv' (got 1; allowed: "
                              "3, 5, 7, ...): ACONV has no envelope on a 1x1 kernel")
+    for knob, (valid, allowed) in ARCH_KNOBS.items():
+        value = knobs.pop(knob, None)
+        if value is None:
+            continue
+        if knob not in _REGISTRY[name].arch_knobs:
+            models = tuple(n for n, e in _REGISTRY.items() if knob in e.arch_knobs)
+            raise ValueError(f"{knob} applies only to models {models} (got {knob}={value!r} for model {name!r}; "
+                             f"allowed: None)")
+        if not valid(value):
+            raise ValueError(f"{knob} must be {allowed} or None (got {value!r})")
     validate_knobs(method, knobs)
 
 
@@ -130,14 +154,14 @@ def build_model(name: str, num_classes: int, method: str = "stdconv", *, in_chan
                 **knobs: Any) -> nn.Module:
     """Build registry model ``name`` (random init) and convert its convs by ``method``'s policy.
 
-    knobs: ``kernel_size`` (models with that knob; None = model default) and ``METHOD_KNOBS[method]``.
+    knobs: ``kernel_size`` (models with that knob; None = model default), the ``ARCH_KNOBS`` the model
+    declares (None = model default) and ``METHOD_KNOBS[method]``.
     Raises ``ValueError`` for an unknown name, method or knob, or an invalid combination.
     """
     validate_build_args(name, num_classes, method, in_channels=in_channels, **knobs)
     entry = _REGISTRY[name]
-    kernel_size = knobs.pop("kernel_size", None)
-    extra = {"kernel_size": kernel_size} if kernel_size is not None else {}
-    model = entry.builder(num_classes, in_channels, **extra)
+    extra = {k: knobs.pop(k) for k in ("kernel_size", *ARCH_KNOBS) if k in knobs}
+    model = entry.builder(num_classes, in_channels, **{k: v for k, v in extra.items() if v is not None})
     if method == "coc" and "wsc" in METHOD_KNOBS[method]:
         knobs.setdefault("wsc", entry.coc_wsc)
     report = convert_model(model, method, **knobs)

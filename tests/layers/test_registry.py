@@ -87,3 +87,46 @@ def test_counts_match_gmconv_tables(name, classes, size, params_m, flops):
     params, macs = count_params_flops(model, (1, 3, size, size))
     assert round(params / 1e6, 2) == params_m
     assert abs(macs - flops) / flops < 0.10
+
+
+def test_aconv_resnet_blocks_per_stage_sets_the_depth():
+    """6n+2 weighted layers (convs on the main path + the classifier): 8, 14, 20 for 1, 2, 3 blocks per stage
+    (ACONV Table 1 right: blocks 1/2/3; its "11 layers" for one block is not 6n+2, see aconv_nets)."""
+    for n, depth in ((1, 8), (2, 14), (3, 20)):
+        model = build_model("aconv_resnet", 10, "aconv", in_channels=1, kernel_size=5, blocks_per_stage=n)
+        main_convs = [m for name, m in model.named_modules()
+                      if isinstance(m, AdaptiveConv2d) and "shortcut" not in name]
+        assert len(main_convs) + 1 == depth
+        assert all(m.kernel_size == (5, 5) for m in main_convs)
+        assert model(torch.randn(2, 1, 50, 37)).shape == (2, 10)  # LFW-Faces' non-square images
+    default = build_model("aconv_resnet", 10)
+    assert sum(isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) for m in default.modules()) == 19
+    assert not any(isinstance(m, nn.Dropout) for m in default.modules())
+
+
+def test_dropout_knob():
+    model = build_model("aconv_resnet", 10, blocks_per_stage=1, dropout=0.5)
+    drops = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+    assert len(drops) == 4 and all(m.p == 0.5 for m in drops)  # after each stage and after the pooling
+    model.eval()
+    x = torch.randn(3, 3, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), model(x))  # inactive in eval
+    simple = [m.p for m in build_model("aconv_simple", 10).modules() if isinstance(m, nn.Dropout)]
+    assert simple == [0.5, 0.5]  # Table 1 left: 0.5 on every dataset
+    assert [m.p for m in build_model("aconv_simple", 10, dropout=0.25).modules() if isinstance(m, nn.Dropout)] \
+        == [0.25, 0.25]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"name": "resnet20", "blocks_per_stage": 2},
+     r"blocks_per_stage applies only to models \('aconv_resnet',\) \(got blocks_per_stage=2 for model 'resnet20'"),
+    ({"name": "aconv_simple", "blocks_per_stage": 2}, r"blocks_per_stage applies only to models"),
+    ({"name": "resnet18", "dropout": 0.5}, r"dropout applies only to models \('aconv_simple', 'aconv_resnet'\)"),
+    ({"name": "aconv_resnet", "blocks_per_stage": 0}, r"blocks_per_stage must be an integer >= 1 or None \(got 0\)"),
+    ({"name": "aconv_simple", "dropout": 1.0}, r"dropout must be a number in \[0, 1\) or None \(got 1.0\)"),
+])
+def test_arch_knob_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        validate_build_args(kwargs.pop("name"), 10, **kwargs)
+    validate_build_args("aconv_resnet", 10, blocks_per_stage=None, dropout=None)  # None: the model's default

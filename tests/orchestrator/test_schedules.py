@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from orchestrator.config import ScheduleSpec
-from orchestrator.schedules import build_scheduler, lr_multiplier
+from orchestrator.schedules import PlateauLR, build_scheduler, lr_multiplier
 
 
 def lr_curve(spec: ScheduleSpec, lr: float, epochs: int, steps_per_epoch: int) -> list[float]:
@@ -119,3 +119,83 @@ def test_unknown_schedule_is_a_valueerror_naming_it() -> None:
     bad = ScheduleSpec.model_construct(name="linear")
     with pytest.raises(ValueError, match=r"schedule.name: unknown schedule 'linear'; allowed: constant"):
         lr_multiplier(bad, 0.1, 1, 1)
+
+
+def _plateau_run(spec: ScheduleSpec, lr: float, losses: list[float], steps_per_epoch: int = 3) -> list[float]:
+    """Drive a PlateauLR like the trainer does (steps, then one observation per epoch); the lr of every epoch."""
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr, momentum=0.9)
+    sched = build_scheduler(opt, spec, len(losses), steps_per_epoch)
+    assert isinstance(sched, PlateauLR)
+    lrs = []
+    for loss in losses:
+        for _ in range(steps_per_epoch):
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        sched.observe(loss)
+    return lrs[::steps_per_epoch]
+
+
+def test_plateau_matches_torch_reduce_lr_on_plateau() -> None:
+    # ACONV simple net: x0.9 after 10 evaluations without improvement; long flat stretches, tiny "improvements"
+    # under the 1e-4 relative threshold, a NaN, a floor at end_lr.
+    rng = torch.Generator().manual_seed(0)
+    losses = [2.0 - 0.1 * i for i in range(5)] + [1.6] * 25 + [1.59995] * 12 + [float("nan")] * 3
+    losses += [1.0 + 0.01 * float(torch.rand(1, generator=rng)) for _ in range(60)] + [0.5] + [0.6] * 200
+    for end_lr in (0.0, 0.004):
+        spec = ScheduleSpec(name="plateau", gamma=0.9, patience=10, end_lr=end_lr)
+        ours = _plateau_run(spec, 0.01, losses)
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
+        reference = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.9, patience=10,
+                                                               min_lr=end_lr)
+        theirs = []
+        for loss in losses:
+            theirs.append(opt.param_groups[0]["lr"])
+            reference.step(loss)
+        assert ours == pytest.approx(theirs, rel=1e-12)
+        assert len(set(theirs)) > 5  # the run does cut the lr several times
+    assert min(ours) == pytest.approx(0.004)
+
+
+def test_plateau_cut_applies_from_the_next_step_and_keeps_warmup() -> None:
+    spec = ScheduleSpec(name="plateau", gamma=0.5, patience=0, warmup_epochs=1)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched = build_scheduler(opt, spec, 3, 2)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.05)  # warmup step 1 of 2
+    sched.observe(1.0)
+    sched.observe(1.0)  # no improvement, patience 0: cut at once, inside the warmup
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.025) and sched.get_last_lr() == pytest.approx([0.025])
+    opt.step()
+    sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.05)  # warmup done: 0.1 x 0.5
+
+
+def test_plateau_state_round_trips_through_weights_only_load() -> None:
+    spec = ScheduleSpec(name="plateau", gamma=0.9, patience=2)
+    losses = [1.0, 0.9, 0.95, 0.95, 0.95, 0.95, 0.8, 0.85, 0.85]
+    full = _plateau_run(spec, 0.1, losses + [0.85, 0.85, 0.85], steps_per_epoch=1)
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched = build_scheduler(opt, spec, 12, 1)
+    for loss in losses:
+        opt.step()
+        sched.step()
+        sched.observe(loss)
+    buffer = io.BytesIO()
+    torch.save(sched.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    assert (state["factor"], state["best"], state["num_bad_evaluations"]) == (pytest.approx(0.9), 0.8, 2)
+
+    opt2 = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched2 = build_scheduler(opt2, spec, 12, 1)
+    opt2.load_state_dict(opt.state_dict())
+    sched2.load_state_dict(state)
+    resumed = []
+    for loss in (0.85, 0.85, 0.85):
+        resumed.append(opt2.param_groups[0]["lr"])
+        opt2.step()
+        sched2.step()
+        sched2.observe(loss)
+    assert resumed == pytest.approx(full[-3:])
+    assert full[-1] == pytest.approx(0.1 * 0.9**2)  # the third bad evaluation after 0.8 cuts again

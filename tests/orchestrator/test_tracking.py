@@ -24,7 +24,7 @@ def _spec(seed: int = 0) -> TrialSpec:
 def _record(epoch: int) -> dict:
     return {
         "epoch": epoch, "train_loss": 2.0 / epoch, "train_top1": 10.0 * epoch, "val_top1": 11.0 * epoch,
-        "val_top5": 50.0 + epoch, "lr": 0.1, "epoch_seconds": 1.5, "images_per_second": 100.0,
+        "val_top5": 50.0 + epoch, "val_loss": 1.0 / epoch, "lr": 0.1, "epoch_seconds": 1.5, "images_per_second": 100.0,
         "sigma": {"gmconv.conv1": 5.0 - epoch / 10},
     }  # fmt: skip
 
@@ -84,7 +84,7 @@ def test_epochs_logged_once_across_trackers(tmp_path: Path, uri: str) -> None:
     history = client.get_metric_history(run_id, "val_top1")
     assert sorted((m.step, m.value) for m in history) == [(1, 11.0), (2, 22.0)]
     assert [m.step for m in client.get_metric_history(run_id, "sigma.gmconv.conv1")] == [1, 2]
-    for key in ("train_loss", "train_top1", "val_top5", "lr", "epoch_seconds", "images_per_second"):
+    for key in ("train_loss", "train_top1", "val_top5", "val_loss", "lr", "epoch_seconds", "images_per_second"):
         assert len(client.get_metric_history(run_id, key)) == 2, key
 
 

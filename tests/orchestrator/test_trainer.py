@@ -29,12 +29,13 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 CPU = DistInfo(rank=0, local_rank=0, world_size=1, device="cpu", backend=None)
-METRIC_KEYS = {"epoch", "train_loss", "train_top1", "val_top1", "val_top5", "lr", "epoch_seconds",
+METRIC_KEYS = {"epoch", "train_loss", "train_top1", "val_top1", "val_top5", "val_loss", "lr", "epoch_seconds",
                "images_per_second", "sigma"}
 
 
 def tiny_spec(epochs: int = 3, steps: int = 2, layer: LayerSpec | None = None, lr: float = 0.05,
-              grad_clip: float | None = None, world_size: int = 1, batch_size: int = 16) -> TrialSpec:
+              grad_clip: float | None = None, world_size: int = 1, batch_size: int = 16,
+              schedule: dict | None = None) -> TrialSpec:
     return TrialSpec(
         sweep="test-trainer",
         model="resnet20",
@@ -42,7 +43,7 @@ def tiny_spec(epochs: int = 3, steps: int = 2, layer: LayerSpec | None = None, l
         layer=layer or LayerSpec(),
         recipe=RecipeSpec(
             optimizer=OptimizerSpec(lr=lr, momentum=0.9, weight_decay=5e-4),
-            schedule={"name": "multistep", "milestones": (2,), "gamma": 0.2},
+            schedule=schedule or {"name": "multistep", "milestones": (2,), "gamma": 0.2},
             epochs=epochs, batch_size=batch_size, max_steps_per_epoch=steps, grad_clip=grad_clip,
         ),
         seed=3,
@@ -125,6 +126,60 @@ def test_resume_after_crash_does_not_retrain_and_matches_uninterrupted(
     for mine, theirs in zip(trial.read_metrics(), uninterrupted.read_metrics()):
         assert (mine["train_loss"], mine["val_top1"], mine["lr"]) == (theirs["train_loss"], theirs["val_top1"],
                                                                       theirs["lr"])
+
+
+def test_plateau_schedule_follows_the_val_loss_and_resumes_its_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # patience 0: every evaluation that does not lower the val loss by 1e-4 (relative) halves the lr
+    spec = tiny_spec(epochs=6, steps=1, lr=0.5, schedule={"name": "plateau", "gamma": 0.5, "patience": 0})
+    reference = new_trial(tmp_path, "plateau-ref", spec)
+    train(spec, CPU, reference)
+    records = reference.read_metrics()
+    best, expected_lr = float("inf"), [0.5]
+    for r in records:  # the lr each epoch should have used, from the logged val losses
+        improved = r["val_loss"] < best * (1 - 1e-4)
+        best = r["val_loss"] if improved else best
+        expected_lr.append(expected_lr[-1] * (1.0 if improved else 0.5))
+    assert [r["lr"] for r in records] == pytest.approx(expected_lr[:-1])
+    assert 1 < len(set(expected_lr)) < len(expected_lr)  # some evaluations improve, some cut the lr
+    state = last_state(reference)["scheduler"]
+    assert (state["factor"], state["best"]) == (pytest.approx(expected_lr[-1] / 0.5), best)
+
+    crashy = new_trial(tmp_path, "plateau-crash", spec)
+    monkeypatch.setenv(FAULT_ENV, "crash:epoch=3")
+    with pytest.raises(InjectedFault):
+        train(spec, CPU, crashy)
+    monkeypatch.delenv(FAULT_ENV)
+    train(spec, CPU, crashy)
+    for key in ("lr", "val_loss", "val_top1", "train_loss"):
+        assert [r[key] for r in crashy.read_metrics()] == [r[key] for r in records], key
+    resumed = last_state(crashy)["scheduler"]
+    assert (resumed["factor"], resumed["best"], resumed["num_bad_evaluations"]) == (
+        state["factor"], state["best"], state["num_bad_evaluations"])
+
+
+def test_dataset_augment_reaches_the_train_loader_only(tmp_path: Path) -> None:
+    for augment, padding in ((None, None), (True, 4), (False, None)):  # digits: not augmented by default
+        dataset = DatasetSpec(name="digits", backend="pytorch", num_workers=0, augment=augment)
+        spec = tiny_spec(epochs=1, steps=1).model_copy(update={"dataset": dataset})
+        run = Trainer(spec, CPU, new_trial(tmp_path, f"augment-{augment}", spec))
+        assert run.train_loader.dataset.transform.padding == padding
+        assert run.val_loader.dataset.transform.padding is None
+
+
+def test_non_square_images_and_arch_knobs(tmp_path: Path) -> None:
+    """LFW-Faces' 50x37 grey images (synthetic backend) through aconv_resnet with one block per stage."""
+    spec = tiny_spec(epochs=1, steps=1, layer=LayerSpec(method="aconv", kernel_size=3, blocks_per_stage=1,
+                                                        dropout=0.5))
+    spec = spec.model_copy(update={"model": "aconv_resnet", "dataset": DatasetSpec(name="lfw-faces",
+                                                                                    backend="synthetic")})
+    spec = TrialSpec.model_validate(spec.model_dump())
+    summary = train(spec, CPU, new_trial(tmp_path, "faces", spec))
+    model = build_trial_model(spec)
+    assert sum(isinstance(m, torch.nn.Dropout) for m in model.modules()) == 4
+    params, flops = layers.count_params_flops(layers.reparameterize_model(model), input_shape=(1, 1, 50, 37))
+    assert (summary["folded_params"], summary["folded_flops"]) == (params, flops)
 
 
 def test_torn_last_checkpoint_falls_back_to_prev(

@@ -153,3 +153,42 @@ def write_mnist(root: str, gz: bool, n_train: int = 60, n_test: int = 30,
         write_idx(os.path.join(root, f"{prefix}-labels-idx1-ubyte{suffix}"), labels, gz)
         out[split] = (images, labels.astype(np.int64))
     return out
+
+
+def write_cluttered(root: str, spelling: str = "lasagne", n: tuple[int, int, int] = (12, 6, 8),
+                    seed: int = 5) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """One cluttered-MNIST npz in root: `lasagne` = mnist_cluttered_60.npz (X_* float32 rows of 3600 in [0, 1],
+    y_* int of shape (N, 1)); `keras` = mnist_cluttered_60x60_6distortions.npz (x_*, one-hot y_*).
+    Returns {part: (float32 (N, 60, 60) images, int labels)} for part in train, valid, test."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(root, exist_ok=True)
+    arrays, out = {}, {}
+    for part, count in zip(("train", "valid", "test"), n):
+        labels = (np.arange(count) * 3 + len(out)) % 10
+        images = np.stack([cut(photos()[y % 8], rng, (60, 60), grey=True) for y in labels]).astype(np.float32) / 255
+        out[part] = (images, labels.astype(np.int64))
+        if spelling == "lasagne":
+            arrays[f"X_{part}"] = images.reshape(count, 3600)
+            arrays[f"y_{part}"] = labels.astype(np.int32).reshape(count, 1)
+        else:
+            arrays[f"x_{part}"] = images.reshape(count, 3600)
+            arrays[f"y_{part}"] = np.eye(10, dtype=np.float32)[labels]
+    name = "mnist_cluttered_60.npz" if spelling == "lasagne" else "mnist_cluttered_60x60_6distortions.npz"
+    np.savez_compressed(os.path.join(root, name), **arrays)
+    return out
+
+
+def write_lfw(root: str, people: dict[str, int], seed: int = 6, order: int = 1) -> dict[str, list[str]]:
+    """An LFW tree root/<Person_Name>/<Person_Name>_NNNN.jpg of 250x250 RGB JPEGs, a photo per person
+    (the face window of scikit-learn's crop sits inside). `order` -1 creates folders and files in reverse,
+    so tests can check that nothing depends on the order the file system lists them in. Returns the paths."""
+    written: dict[str, list[str]] = {}
+    for k, (person, count) in list(enumerate(people.items()))[::order]:
+        rng = np.random.default_rng([seed, k])
+        os.makedirs(os.path.join(root, person), exist_ok=True)
+        paths = [os.path.join(root, person, f"{person}_{i:04d}.jpg") for i in range(1, count + 1)]
+        faces = [cut(photos()[k % 8], rng, (250, 250)) for _ in paths]  # the same pixels in either order
+        for path, face in list(zip(paths, faces))[::order]:
+            Image.fromarray(face).save(path, quality=90)
+        written[person] = paths
+    return written

@@ -87,6 +87,25 @@ def test_train_fused_path_shapes_order_and_randomness(imagenet_root):
     assert torch.equal(again[1], epochs[0][1]) and torch.equal(again[0], epochs[0][0])  # seeded augmentation
 
 
+def test_train_without_augmentation_is_the_val_geometry_on_both_backends(imagenet_root):
+    """`augment=False` (the sweep's dataset.augment) trains on resize + centre crop, in torch and in DALI."""
+    from pipelines.datasets import load_split
+    from pipelines.folders import read_image_file
+    from pipelines.transforms import image_transform, normalize
+
+    root = imagenet_root[0]
+    (xt, yt), (xd, yd), dali_loader = both("imagenet", root, "train", augment=False, seed=1)
+    assert torch.equal(yt, yd)
+    assert_close_images(xt, xd)
+    paths = load_split("imagenet", root, "train").paths
+    order = np.concatenate(dali_loader.plan.batches(0))
+    val_geometry = torch.stack([image_transform("imagenet", train=False)(read_image_file(paths[i])) for i in order])
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    assert torch.equal(xt, normalize(val_geometry, mean, std, "cpu"))
+    augmented = collect(build_loader("imagenet", root, "train", batch_size=4, backend="dali-cpu", seed=1))[0]
+    assert (augmented - xd).abs().mean() > 0.3  # the default (augmented) path differs
+
+
 @pytest.mark.parametrize("ws", [2, 3])
 def test_sharding_val_exact_and_train_covering(imagenet_root, ws):
     root = imagenet_root[0]

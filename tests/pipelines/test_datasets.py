@@ -17,12 +17,15 @@ from pipelines.datasets import load_split
 
 def test_dataset_info_for_every_dataset():
     expected = {"imagenet": (1000, 224, 3), "tiny-imagenet": (200, 128, 3), "cifar10": (10, 32, 3),
-                "cifar100": (100, 32, 3), "mnist": (10, 28, 1), "fashion-mnist": (10, 28, 1), "digits": (10, 32, 3)}
+                "cifar100": (100, 32, 3), "mnist": (10, 28, 1), "fashion-mnist": (10, 28, 1), "digits": (10, 32, 3),
+                "mnist-cluttered": (10, 60, 1), "lfw-faces": (62, 50, 1)}
     assert set(expected) == set(DATASETS)
     for name, (classes, size, channels) in expected.items():
         info = dataset_info(name)
         assert (info.num_classes, info.image_size, info.in_channels) == (classes, size, channels)
         assert len(info.mean) == len(info.std) == channels
+        assert info.image_shape == ((50, 37) if name == "lfw-faces" else (size, size))
+        assert info.augment == (name in ("imagenet", "tiny-imagenet", "cifar10", "cifar100", "lfw-faces"))
 
 
 def test_unknown_dataset_and_split_are_one_line_errors():

@@ -80,6 +80,28 @@ def test_array_val_and_unaugmented_train_are_identity(name, square):
         assert torch.equal(array_transform(name, train=True)(img), square)
 
 
+@pytest.mark.parametrize("name, padding", [("mnist", 4), ("lfw-faces", 5), ("mnist-cluttered", 8), ("cifar10", 4)])
+def test_augment_overrides_the_dataset_default(name, padding):
+    rng = np.random.default_rng(1)
+    h, w = dataset_info(name).image_shape
+    img = pf.cut(pf.photos()[1], rng, (w, h), grey=True)[..., None]
+    x = torch.from_numpy(img).permute(2, 0, 1)
+    padded = torch.nn.functional.pad(x, (padding,) * 4)
+    crops = {(dy, dx, f): padded[:, dy:dy + h, dx:dx + w].flip(-1) if f else padded[:, dy:dy + h, dx:dx + w]
+             for dy in range(2 * padding + 1) for dx in range(2 * padding + 1) for f in (False, True)}
+    on, off = array_transform(name, train=True, augment=True), array_transform(name, train=True, augment=False)
+    torch.manual_seed(0)
+    seen = set()
+    for _ in range(30):
+        out = on(img)
+        hits = [k for k, c in crops.items() if torch.equal(out, c)]
+        assert hits, "not a padded crop (optionally mirrored) of the input"
+        seen.add(hits[0])
+        assert torch.equal(off(img), x)
+    assert len(seen) > 10 and max(max(dy, dx) for dy, dx, _ in seen) > padding  # the full range is used
+    assert torch.equal(array_transform(name, train=False, augment=None)(img), x)  # val is never augmented
+
+
 def test_imagenet_val_geometry_and_half_up_centre_crop():
     img = Image.fromarray(np.arange(300 * 400 * 3, dtype=np.uint32).reshape(300, 400, 3).astype(np.uint8))
     out = image_transform("imagenet", train=False)(img)
