@@ -10,7 +10,9 @@ exactly as on a SLURM node. Two things are changed on top of it:
   (``attach``), so two jobs never write into one trial directory;
 * the timeout defaults to a week instead of submitit's two minutes: a local trial is not time-boxed;
 * ``MASTER_PORT`` is a port the kernel just handed out, not submitit's draw from the job id (which can hit a
-  port in use and fail the rendezvous with EADDRINUSE).
+  port in use and fail the rendezvous with EADDRINUSE);
+* with ``executor.local.warm_start`` (the default) each task is forked from a warm process that has imported
+  torch and the trainer (``orchestrator.warmstart``) instead of starting a fresh interpreter.
 
 The job id, log path, state and failure reason are read from submitit's own files
 (``<folder>/<job id>_<task>_{log.out,result.pkl}``).
@@ -21,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import shlex
 import signal
 import socket
 import subprocess
@@ -35,6 +38,7 @@ from submitit.local import local as submitit_local
 
 from orchestrator.config import ExecutorSpec, ResourcesSpec
 from orchestrator.executors import JobState
+from orchestrator.warmstart import WarmServer, task_command
 
 __all__ = ["LocalExecutor", "LocalJobHandle", "DEFAULT_TIMEOUT_MIN"]
 
@@ -189,7 +193,11 @@ class LocalJobHandle:
 class _SessionLocalExecutor(submitit.LocalExecutor):
     """submitit's local executor with the controller in a new session (see the module docstring)."""
 
+    warm_server: WarmServer | None = None
+
     def _submit_command(self, command: str) -> submitit_local.LocalJob[Any]:
+        if self.warm_server is not None:
+            command = shlex.join(task_command(self.warm_server.dir, self.folder))
         ntasks = self.parameters.get("tasks_per_node", 1)
         env = dict(os.environ)
         env.update(
@@ -232,6 +240,8 @@ class LocalExecutor:
             )
         self.folder.mkdir(parents=True, exist_ok=True)
         executor = _SessionLocalExecutor(folder=self.folder)
+        if self.settings.local.warm_start:
+            executor.warm_server = WarmServer.get()
         executor.update_parameters(
             name=name,
             tasks_per_node=resources.tasks_per_node,

@@ -34,10 +34,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import submitit
-
 from orchestrator.config import ExecutorSpec, TrialSpec
 from orchestrator.executors import JobHandle, JobState, get_executor, requeues_of
+# orchestrator.job is light (torch is imported when a job runs). The job's class must live in a module the
+# job process can import cheaply: it is unpickled there, importing its module, and this one imports MLflow.
+from orchestrator.job import TrialJob
 from orchestrator.tracking import Tracker
 from orchestrator.trialdir import TrialDir
 
@@ -49,26 +50,6 @@ logger = logging.getLogger(__name__)
 def stopping_marker(storage_root: str | os.PathLike[str], sweep: str) -> Path:
     """The file that says the sweep is being stopped (see the module docstring)."""
     return Path(storage_root) / sweep / "STOPPING"
-
-
-class _JobRef(submitit.helpers.Checkpointable):
-    """Submits ``orchestrator.job.TrialJob`` without importing it (and torch) into the proxy's process.
-
-    The job processes import it when they run; a requeue (``checkpoint``) hands over to TrialJob's own.
-    """
-
-    def __init__(self, trial_dir: str) -> None:
-        self.trial_dir = trial_dir
-
-    def __call__(self) -> Any:
-        from orchestrator.job import TrialJob
-
-        return TrialJob(self.trial_dir)()
-
-    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
-        from orchestrator.job import TrialJob
-
-        return TrialJob(self.trial_dir).checkpoint(*args, **kwargs)
 
 
 class TrialFailed(RuntimeError):
@@ -220,7 +201,7 @@ def run_trial(
     td.clear_markers()
     _job_environment(ctx.env)
     try:
-        handle = executor.submit(_JobRef(str(td.path)), name=f"{spec.sweep}-{spec.trial_key}", resources=spec.resources)
+        handle = executor.submit(TrialJob(str(td.path)), name=f"{spec.sweep}-{spec.trial_key}", resources=spec.resources)
     except Exception:
         tracker.end(run_id, "FAILED", traceback.format_exc())
         raise

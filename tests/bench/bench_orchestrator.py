@@ -2,7 +2,9 @@
 
 A sweep of N one-step trials (ResNet-20 on digits, one step of batch 8, world size 1) is run through the
 whole stack (validation, MLflow SQLite, Ray Tune, submitit local jobs), once with one trial at a time and
-once with two concurrent trials (the local bound on 2 cores). Printed side by side, for each:
+once with two concurrent trials (the local bound on 2 cores), both with the local executor's warm start (ranks
+forked from a process that has imported torch and the trainer), and once more with two concurrent trials
+started cold (``executor.local.warm_start: false``, every rank a fresh interpreter). Printed side by side:
 
 - Ray start (once per driver),
 - wall time of the sweep after Ray is up, the trials' own training time (sum of their epoch_seconds) and
@@ -33,7 +35,7 @@ import yaml
 GOAL_SECONDS = 2.0
 
 
-def _measure(trials: int, concurrency: int) -> dict[str, float]:
+def _measure(trials: int, concurrency: int, warm_start: bool = True) -> dict[str, float]:
     from orchestrator.sweep import run_sweep
 
     work = Path(tempfile.mkdtemp(prefix="bench-orch-"))
@@ -47,6 +49,7 @@ def _measure(trials: int, concurrency: int) -> dict[str, float]:
         "seeds": list(range(trials)),
         "resources": {"processes_per_node": 1},
         "tune": {"max_concurrent_trials": concurrency, "max_failures": 0},
+        "executor": {"kind": "local", "local": {"warm_start": warm_start}},
     }))  # fmt: skip
     t1 = time.time()
     result = run_sweep(sweep_file, show_progress=False)
@@ -106,16 +109,19 @@ def main() -> int:
     imports = _job_imports()
     chain = ", ".join(f"{k} {v:.2f} s" for k, v in imports.items() if k != "loaded")
     print(f"  a job's imports, fresh process: {chain}; heavy modules loaded: {imports['loaded']}")
-    print(f"  {'concurrent trials':38s} {'1':>9s} {'2':>9s}")
-    rows = [_measure(args.trials, concurrency) for concurrency in (1, 2)]
+    runs = ((1, True), (2, True), (2, False))
+    print(f"  {'concurrent trials':38s} " + " ".join(f"{c:>9d}" for c, _ in runs))
+    print(f"  {'ranks start':38s} " + " ".join(f"{'warm' if w else 'cold':>9s}" for _, w in runs))
+    rows = [_measure(args.trials, concurrency, warm) for concurrency, warm in runs]
     for label, key in (("sweep wall time (Ray up) [s]", "wall"), ("training time, sum of epoch_seconds [s]", "training"),
                        ("overhead per trial [s]", "overhead"),
                        ("  of which: job processes start [s]", "job_start"),
                        ("  of which: job builds data + model [s]", "job_setup"),
                        ("time to first training step [s]", "first_step")):
-        print(f"  {label:38s} {rows[0][key]:9.2f} {rows[1][key]:9.2f}")
-    print(f"  {'overhead / goal of ' + str(GOAL_SECONDS) + ' s':38s} {rows[0]['overhead'] / GOAL_SECONDS:9.2f} "
-          f"{rows[1]['overhead'] / GOAL_SECONDS:9.2f}")
+        print(f"  {label:38s} " + " ".join(f"{row[key]:9.2f}" for row in rows))
+    print(f"  {'overhead / goal of ' + str(GOAL_SECONDS) + ' s':38s} "
+          + " ".join(f"{row['overhead'] / GOAL_SECONDS:9.2f}" for row in rows))
+    print(f"  warm / cold overhead at 2 concurrent: {rows[1]['overhead'] / rows[2]['overhead']:.2f}")
     print(f"  load average at the end: {os.getloadavg()[0]:.1f}")
     return 0
 
