@@ -177,6 +177,15 @@ def test_table_of_a_paper_file_without_its_data_and_without_torch(tmp_path: Path
     client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in gmconv.flat_params().items()],
                      metrics=[Metric("best_val_top1", 41.25, 0, 1)])
     client.set_terminated(run.info.run_id, "FINISHED")
+    # and one run of the paper sweep, in the same store
+    paper = load_sweep(PAPER_TABLE2, "paper", check=False)
+    assert paper.name != smoke.name
+    paper_exp = client.create_experiment(paper.experiment, artifact_location=str(tmp_path / "art-paper"))
+    alexnet = next(t for t in expand(paper) if t.model == "alexnet" and t.layer.method == "gmconv")
+    run = client.create_run(paper_exp, tags={"convsweep.sweep": paper.name})
+    client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in alexnet.flat_params().items()],
+                     metrics=[Metric("best_val_top1", 55.5, 0, 1)])
+    client.set_terminated(run.info.run_id, "FINISHED")
 
     def table(*extra: str) -> subprocess.CompletedProcess[str]:
         argv = ["table", str(PAPER_TABLE2), "--set", f"tracking.uri={uri}", "--format", "csv", *extra]
@@ -188,10 +197,12 @@ def test_table_of_a_paper_file_without_its_data_and_without_torch(tmp_path: Path
     rows = {f"{r['model']}/{r['layer.method']}": r for r in csv.DictReader(io.StringIO(done.stdout))}
     assert set(rows) == {"ResNet-20/StdConv", "ResNet-20/S-GMConv", "ResNet-20/GMConv"}, done.stdout
     assert (rows["ResNet-20/GMConv"]["Top-1 mean"], rows["ResNet-20/GMConv"]["Top-1 n"]) == ("41.25", "1")
-    done = table()  # the paper layout: four ImageNet models x three methods (+ the finished run's own row)
+    done = table()  # the paper layout: four ImageNet models x three methods; the smoke run is not in it
     assert done.returncode == 0, done.stderr
     rows = {f"{r['model']}/{r['layer.method']}": r for r in csv.DictReader(io.StringIO(done.stdout))}
-    assert len(rows) == 13 and {"MobileNetV2/StdConv", "AlexNet/GMConv", "ResNet-20/GMConv"} <= set(rows), rows
-    assert rows["AlexNet/GMConv"]["Top-1 n"] == "0" and rows["AlexNet/GMConv"]["Top-1 paper"] == "57.38"
+    assert len(rows) == 12 and {"MobileNetV2/StdConv", "AlexNet/GMConv"} <= set(rows), rows
+    assert not any(key.startswith("ResNet-20/") for key in rows)
+    assert (rows["AlexNet/GMConv"]["Top-1 mean"], rows["AlexNet/GMConv"]["Top-1 n"]) == ("55.5", "1")
+    assert rows["AlexNet/GMConv"]["Top-1 paper"] == "57.38" and rows["MobileNetV2/StdConv"]["Top-1 n"] == "0"
     done = table("--profile", "tiny")
     assert done.returncode == 2 and "unknown profile 'tiny'" in done.stderr and "smoke" in done.stderr
