@@ -10,7 +10,10 @@ of a ratio is noise from other processes on the machine.
 Methods are interleaved inside every round so load changes on a shared machine hit all of them alike; a
 ratio is the median over rounds of (method time / stdconv time in the same round).
 
-    .venv/bin/python tests/bench/bench_layers.py [--iters 7] [--threads 1] [--only resnet20]
+    .venv/bin/python tests/bench/bench_layers.py [--iters 7] [--threads 1] [--only resnet20] [--methods coc]
+
+``--methods`` restricts the timed variants (stdconv and the control are always timed, being the baseline
+and the noise floor).
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ from layers import METHODS, build_model, clamp_adaptive_sigmas, reparameterize_m
 CONFIGS = {"resnet18": (224, 8, 1000), "resnet20": (32, 128, 10)}
 GOALS = {"stdconv": 1.0, "s-gmconv": 1.05, "aconv": 1.05, "coc": 1.10, "gmconv": 1.10}
 CONTROL = "control"  # a second, identical plain model timed like the others: its ratio is the noise floor
-TIMED = METHODS + (CONTROL,)
 
 
 def _build(name: str, method: str) -> torch.nn.Module:
@@ -60,10 +62,10 @@ def _peak_memory(name: str, method: str, threads: int, queue) -> None:
     queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
 
 
-def measure_memory(name: str, threads: int) -> dict[str, float]:
+def measure_memory(name: str, threads: int, methods: tuple[str, ...] = METHODS) -> dict[str, float]:
     ctx = mp.get_context("spawn")
     out = {}
-    for method in METHODS:
+    for method in methods:
         queue = ctx.Queue()
         proc = ctx.Process(target=_peak_memory, args=(name, method, threads, queue))
         proc.start()
@@ -72,24 +74,26 @@ def measure_memory(name: str, threads: int) -> dict[str, float]:
     return out
 
 
-def measure_times(name: str, iters: int) -> tuple[dict[str, float], dict[str, float]]:
+def measure_times(name: str, iters: int, methods: tuple[str, ...] = METHODS
+                  ) -> tuple[dict[str, float], dict[str, float]]:
     size, batch, classes = CONFIGS[name]
     x, y = torch.randn(batch, 3, size, size), torch.randint(0, classes, (batch,))
-    models = {m: _build(name, m) for m in TIMED}
-    opts = {m: torch.optim.SGD(models[m].parameters(), lr=0.01, momentum=0.9) for m in TIMED}
-    train = {m: [] for m in TIMED}
+    timed = methods + (CONTROL,)
+    models = {m: _build(name, m) for m in timed}
+    opts = {m: torch.optim.SGD(models[m].parameters(), lr=0.01, momentum=0.9) for m in timed}
+    train = {m: [] for m in timed}
     for it in range(iters + 1):  # the first round warms up
-        for m in TIMED:
+        for m in timed:
             start = time.perf_counter()
             _train_step(models[m], opts[m], x, y)
             if it:
                 train[m].append(time.perf_counter() - start)
-    infer_models = {m: reparameterize_model(models[m]).eval() for m in TIMED}
+    infer_models = {m: reparameterize_model(models[m]).eval() for m in timed}
     infer_models["stdconv"] = models["stdconv"].eval()
-    infer = {m: [] for m in TIMED}
+    infer = {m: [] for m in timed}
     with torch.no_grad():
         for it in range(iters + 1):
-            for m in TIMED:
+            for m in timed:
                 start = time.perf_counter()
                 infer_models[m](x)
                 if it:
@@ -109,19 +113,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--only", choices=list(CONFIGS), default=None)
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
+                        help="variants to time (stdconv, the baseline, is always included)")
     parser.add_argument("--no-memory", action="store_true")
     args = parser.parse_args(argv)
+    methods = tuple(m for m in METHODS if m == "stdconv" or m in args.methods)
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, threads {args.threads}, rounds {args.iters} (+1 warm-up), CPU")
     for name in [args.only] if args.only else list(CONFIGS):
         size, batch, _ = CONFIGS[name]
-        train, infer = measure_times(name, args.iters)
-        memory = None if args.no_memory else measure_memory(name, args.threads)
+        train, infer = measure_times(name, args.iters, methods)
+        memory = None if args.no_memory else measure_memory(name, args.threads, methods)
         print(f"\n{name} {size}x{size} batch {batch}: stdconv train step {train['stdconv'] * 1e3:.0f} ms, "
               f"inference {infer['stdconv'] * 1e3:.0f} ms"
               + ("" if memory is None else f", train-step peak RSS growth {memory['stdconv'] / 1024:.0f} MiB"))
         print(f"{'method':<10}{'train':>9}{'goal':>7}{'infer(folded)':>15}{'memory':>9}")
-        for m in METHODS:
+        for m in methods:
             mem = "" if memory is None else f"{memory[m] / max(memory['stdconv'], 1):.2f}x"
             ratio, inf = (1.0, 1.0) if m == "stdconv" else (train[m], infer[m])
             verdict = "ok" if round(ratio, 2) <= GOALS[m] else "MISSED"
