@@ -16,8 +16,8 @@ Three parts:
 * ``task_command`` is what submitit's controller runs per rank: ``python -u -m orchestrator.warmstart
   submitit-task DIR FOLDER``. The client sends its environment, working directory and stdin/stdout/stderr to the
   server, forwards every signal it gets to the forked rank and exits with the rank's exit code. The rank watches
-  the client: when the client dies (the job's process group was SIGKILLed) the rank kills itself, and when the
-  client is stopped (SIGSTOP to the group) the rank stops too, so signals to a job reach its ranks as before.
+  the client: when the client dies (the job's process group was SIGKILLed) the rank kills itself, so cancelling
+  a job ends its ranks as before. (SIGSTOP to the job's group stops the clients, not the ranks.)
 * If the server cannot be reached, the client turns into the cold command (``exec``): a warm start can only save
   time, never lose a job.
 
@@ -55,7 +55,6 @@ SOCKET_NAME = "socket"
 PID_NAME = "server.pid"
 _MAX_MESSAGE = 1 << 20
 _START_WAIT_SECONDS = 60.0  # how long a client waits for a server that is still importing
-_STOP_POLL_SECONDS = 0.2
 _FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGCONT)
 
 
@@ -75,6 +74,7 @@ class WarmServer:
     _lock = threading.Lock()
 
     def __init__(self) -> None:
+        _remove_stale_dirs()
         self.dir = Path(tempfile.mkdtemp(prefix="convsweep-warm-"))  # 0700: only this user may ask for forks
         log = open(self.dir / "server.log", "ab")  # noqa: SIM115 (the child keeps it)
         self.process = subprocess.Popen(
@@ -97,6 +97,23 @@ class WarmServer:
                 self.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+
+
+def _remove_stale_dirs() -> None:
+    """Directories of this user's servers that were killed before they could clean up (e.g. SIGKILL)."""
+    for path in Path(tempfile.gettempdir()).glob("convsweep-warm-*"):
+        try:
+            if path.stat().st_uid != os.getuid():
+                continue
+            pid_file = path / PID_NAME
+            if pid_file.exists():
+                if Path(f"/proc/{pid_file.read_text().strip()}").exists():
+                    continue
+            elif time.time() - path.stat().st_mtime < 3600:  # a server may still be importing
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+        except (OSError, ValueError):
+            continue
 
 
 def _stop_current() -> None:
@@ -218,30 +235,21 @@ def _run_rank(conn: socket.socket, request: dict, fds: list[int]) -> int:
 
 
 def _follow_client(client_pid: int) -> None:
-    """Make this rank share its client's fate, as if it were in the job's process group (it cannot be).
+    """Kill this rank the moment its client exits: the client is what the job's process group contains.
 
-    Signals the client can catch it forwards. The two it cannot are followed here: when the client dies
-    (SIGKILL to the job's group) the rank kills itself at once; when the client is stopped (SIGSTOP/SIGTSTP
-    to the group) the rank stops itself within a poll, and the SIGCONT that wakes the client is forwarded.
+    Signals the client can catch it forwards; SIGKILL (what ending a job comes down to) it cannot, so the rank
+    watches for the client's exit. SIGSTOP to the job's group stops the clients but not the ranks: a rank that
+    stopped itself could no longer watch, and would outlive a client killed while it was stopped.
     """
     try:
         pidfd = os.pidfd_open(client_pid)
     except ProcessLookupError:
         os.kill(os.getpid(), signal.SIGKILL)
         return
-    stat = Path(f"/proc/{client_pid}/stat")
 
     def watch() -> None:
-        while True:
-            exited, _, _ = select.select([pidfd], [], [], _STOP_POLL_SECONDS)
-            if exited:
-                os.kill(os.getpid(), signal.SIGKILL)
-            try:
-                text = stat.read_text()
-            except OSError:
-                continue  # gone: the pidfd reports it next
-            if text[text.rindex(")") + 2:].split(" ", 1)[0] in ("T", "t"):
-                os.kill(os.getpid(), signal.SIGSTOP)
+        select.select([pidfd], [], [])
+        os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="warmstart-client-watch", daemon=True).start()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -186,6 +187,19 @@ def _cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess
     )  # fmt: skip
 
 
+def _warm_ranks_of(job_id: str) -> list[int]:
+    """Ranks a warm process forked for local job ``job_id``: their stdout is the job's submitit log file."""
+    ranks = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and re.search(rf"/{job_id}_\d+_log\.out$", os.readlink(entry / "fd" / "1")) \
+                    and b"warmstart\0serve" in (entry / "cmdline").read_bytes():
+                ranks.append(int(entry.name))
+        except OSError:
+            continue
+    return ranks
+
+
 def test_sigkill_driver_then_resume(tmp_path: Path) -> None:
     """Kill `convsweep sweep` mid-trial; `convsweep resume` finishes without retraining or duplicating."""
     path = _write_sweep(tmp_path / "kill.yaml", "e2e-kill", base={
@@ -207,7 +221,9 @@ def test_sigkill_driver_then_resume(tmp_path: Path) -> None:
         # its own) when `resume` starts: resume must end it, and train the rest in a job of its own.
         stale_job = json.loads((second.path / "job.json").read_text())["job_id"]
         os.killpg(int(stale_job), signal.SIGSTOP)
-        time.sleep(1.0)  # warm-started ranks are not in the group: they follow their stopped client within a poll
+        stale_ranks = _warm_ranks_of(stale_job)  # forked by the warm process: in sessions of their own
+        for rank in stale_ranks:
+            os.kill(rank, signal.SIGSTOP)
         killed_at = max(_epoch_counts(second))
         assert not second.is_done and killed_at < 2
         first_job = (first.path / "job.json").read_text()
@@ -229,6 +245,14 @@ def test_sigkill_driver_then_resume(tmp_path: Path) -> None:
     assert (first.path / "job.json").read_text() == first_job  # the finished trial was not re-run
     log = second.log_path.read_text()
     assert f"resuming at epoch {killed_at + 1}" in log
+    # The stale ranks were frozen by this test, so they could not see their job end: woken, they follow it.
+    for rank in stale_ranks:
+        os.kill(rank, signal.SIGCONT)
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{rank}/cmdline").exists() and Path(f"/proc/{rank}/cmdline").read_bytes()
+              for rank in stale_ranks):  # a zombie's cmdline is empty
+        assert time.monotonic() < deadline, f"ranks {stale_ranks} of the ended job are still running"
+        time.sleep(0.1)
     runs = _runs(spec.tracking.uri, "e2e-kill")
     assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
     by_key = {r.data.tags["convsweep.trial_key"]: r for r in runs}

@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import shutil
 import socket
 import subprocess
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -18,7 +20,7 @@ import cloudpickle
 from orchestrator.config import ExecutorSpec, ResourcesSpec
 from orchestrator.executors import JobState
 from orchestrator.local_executor import LocalExecutor, _SessionLocalExecutor
-from orchestrator.warmstart import SOCKET_NAME, WarmServer
+from orchestrator.warmstart import PID_NAME, SOCKET_NAME, WarmServer, _remove_stale_dirs
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the jobs cannot import this test module
 
@@ -102,25 +104,19 @@ def test_cancel_ends_forked_ranks_that_ignore_sigint(tmp_path):
         time.sleep(0.1)
 
 
-def test_stopping_and_continuing_the_jobs_group_stops_and_continues_its_ranks(tmp_path):
-    executor = LocalExecutor(tmp_path / "jobs", ExecutorSpec())
-    handle = executor.submit(lambda: _sleep_ignoring_sigint(str(tmp_path)), name="warm-stop",
-                             resources=ResourcesSpec(processes_per_node=2))
-    pids = _wait_for_pids(tmp_path, 2)
+def test_directories_of_killed_servers_are_removed():
+    bystander = subprocess.Popen(["sleep", "60"])
+    live, dead = (Path(tempfile.mkdtemp(prefix="convsweep-warm-")) for _ in range(2))
     try:
-        os.killpg(int(handle.job_id), signal.SIGSTOP)  # the ranks are in sessions of their own, not in this group
-        _wait_for_states(pids, {"T"})
-        os.killpg(int(handle.job_id), signal.SIGCONT)
-        _wait_for_states(pids, {"S", "R"})
+        (live / PID_NAME).write_text(str(bystander.pid))
+        (dead / PID_NAME).write_text(str(2**22 + 1))  # above pid_max's default range: no such process
+        _remove_stale_dirs()
+        assert live.exists() and not dead.exists()
     finally:
-        handle.cancel()
-
-
-def _wait_for_states(pids: list[int], states: set[str]) -> None:
-    deadline = time.monotonic() + 10
-    while {_state(pid) for pid in pids} - states:
-        assert time.monotonic() < deadline, f"ranks {pids} in states {[_state(p) for p in pids]}, expected {states}"
-        time.sleep(0.05)
+        bystander.kill()
+        bystander.wait()
+        shutil.rmtree(live, ignore_errors=True)
+        shutil.rmtree(dead, ignore_errors=True)
 
 
 def _state(pid: int) -> str:
