@@ -51,15 +51,20 @@ def test_two_nodes_one_task_each_form_one_ddp_group(tmp_path: Path) -> None:
     assert records[0]["all_nodes"] == records[1]["all_nodes"] == ["node1", "node2"]
     # --gpus-per-node=2 reached each node through GRES (the fake devices)
     assert all(r["cuda_visible_devices"] == "0,1" and r["job_gpus"] == "0,1" for r in records)
-    # the job is in the accounting database, as sacct (and submitit's watcher) see it
-    # slurmdbd records the end a moment after slurmctld: wait for a terminal state, then check it
-    def sacct_final() -> str:
-        out = subprocess.run(["sacct", "-n", "-P", "-X", "-j", handle.job_id, "-o", "State,NodeList"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-        return out if out and not out.startswith(("RUNNING", "PENDING", "COMPLETING")) else ""
+    # the job is in the accounting database, as sacct (and submitit's watcher) see it. slurmdbd records the end a
+    # moment after slurmctld, and under load sacct was seen to answer COMPLETED|node1 for a while before the
+    # full node list: wait for the record to settle on both nodes, and report what it last said if it does not.
+    seen: list[str] = []
 
-    sacct = wait_until(sacct_final, 30, "sacct to record the job's end")
-    assert sacct == "COMPLETED|node[1-2]"
+    def sacct_final() -> bool:
+        seen.append(subprocess.run(["sacct", "-n", "-P", "-X", "-j", handle.job_id, "-o", "State,NodeList"],
+                                   capture_output=True, text=True, check=True).stdout.strip())
+        return seen[-1] == "COMPLETED|node[1-2]"
+
+    deadline = time.monotonic() + 60
+    while not sacct_final():
+        assert time.monotonic() < deadline, f"sacct never recorded the job on both nodes: {seen[-3:]}"
+        time.sleep(0.5)
 
 
 def test_scontrol_requeue_resumes_from_the_last_checkpoint(tmp_path: Path) -> None:
