@@ -4,6 +4,8 @@ For ResNet-18 at 224x224 (batch 8) and ResNet-20 at 32x32 (batch 128) it prints,
   train  = train-step time (forward + cross-entropy + backward + SGD step [+ ACONV sigma clamp]) / stdconv
   infer  = eval forward time after ``reparameterize_model`` / plain stdconv eval forward
   memory = peak RSS growth during one train step (fresh subprocess per method) / stdconv's
+  kernel = forward + backward of every foldable layer's kernel construction alone (what training pays on
+           top of plain convs; a folded model does not), as a share of the stdconv train step
 Goals (issue 2): train <= 1.05x for s-gmconv and aconv, <= 1.10x for coc and gmconv; infer 1.00x.
 A "control" row times a second identical plain model the same way: its distance from 1.00x shows how much
 of a ratio is noise from other processes on the machine.
@@ -28,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from layers import METHODS, build_model, clamp_adaptive_sigmas, reparameterize_model
+from layers.stdconv import ReparamConv2d
 
 CONFIGS = {"resnet18": (224, 8, 1000), "resnet20": (32, 128, 10)}
 GOALS = {"stdconv": 1.0, "s-gmconv": 1.05, "aconv": 1.05, "coc": 1.10, "gmconv": 1.10}
@@ -44,6 +47,13 @@ def _train_step(model, opt, x, y) -> None:
     F.cross_entropy(model(x), y).backward()
     opt.step()
     clamp_adaptive_sigmas(model)
+
+
+def _kernel_build(layers: list[ReparamConv2d], upstream: list[torch.Tensor]) -> None:
+    kernels = [layer.get_equivalent_kernel_bias()[0] for layer in layers]
+    torch.autograd.backward(kernels, upstream)
+    for layer in layers:
+        layer.zero_grad(set_to_none=True)
 
 
 def _rss_kib() -> int:
@@ -75,19 +85,27 @@ def measure_memory(name: str, threads: int, methods: tuple[str, ...] = METHODS) 
 
 
 def measure_times(name: str, iters: int, methods: tuple[str, ...] = METHODS
-                  ) -> tuple[dict[str, float], dict[str, float]]:
+                  ) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
     size, batch, classes = CONFIGS[name]
     x, y = torch.randn(batch, 3, size, size), torch.randint(0, classes, (batch,))
     timed = methods + (CONTROL,)
     models = {m: _build(name, m) for m in timed}
     opts = {m: torch.optim.SGD(models[m].parameters(), lr=0.01, momentum=0.9) for m in timed}
     train = {m: [] for m in timed}
+    foldable = {m: [k for k in models[m].modules() if isinstance(k, ReparamConv2d) and k.foldable] for m in timed}
+    upstream = {m: [torch.randn_like(k.weight) for k in foldable[m]] for m in timed}
+    kernel = {m: [] for m in timed if foldable[m]}
     for it in range(iters + 1):  # the first round warms up
         for m in timed:
             start = time.perf_counter()
             _train_step(models[m], opts[m], x, y)
             if it:
                 train[m].append(time.perf_counter() - start)
+            if m in kernel:
+                start = time.perf_counter()
+                _kernel_build(foldable[m], upstream[m])
+                if it:
+                    kernel[m].append(time.perf_counter() - start)
     infer_models = {m: reparameterize_model(models[m]).eval() for m in timed}
     infer_models["stdconv"] = models["stdconv"].eval()
     infer = {m: [] for m in timed}
@@ -98,7 +116,8 @@ def measure_times(name: str, iters: int, methods: tuple[str, ...] = METHODS
                 infer_models[m](x)
                 if it:
                     infer[m].append(time.perf_counter() - start)
-    return _ratios(train), _ratios(infer)
+    shares = {m: statistics.median(t / b for t, b in zip(v, train["stdconv"])) for m, v in kernel.items()}
+    return _ratios(train), _ratios(infer), shares
 
 
 def _ratios(times: dict[str, list[float]]) -> dict[str, float]:
@@ -122,17 +141,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch {torch.__version__}, threads {args.threads}, rounds {args.iters} (+1 warm-up), CPU")
     for name in [args.only] if args.only else list(CONFIGS):
         size, batch, _ = CONFIGS[name]
-        train, infer = measure_times(name, args.iters, methods)
+        train, infer, kernel = measure_times(name, args.iters, methods)
         memory = None if args.no_memory else measure_memory(name, args.threads, methods)
         print(f"\n{name} {size}x{size} batch {batch}: stdconv train step {train['stdconv'] * 1e3:.0f} ms, "
               f"inference {infer['stdconv'] * 1e3:.0f} ms"
               + ("" if memory is None else f", train-step peak RSS growth {memory['stdconv'] / 1024:.0f} MiB"))
-        print(f"{'method':<10}{'train':>9}{'goal':>7}{'infer(folded)':>15}{'memory':>9}")
+        print(f"{'method':<10}{'train':>9}{'goal':>7}{'infer(folded)':>15}{'memory':>9}{'kernel':>9}")
         for m in methods:
             mem = "" if memory is None else f"{memory[m] / max(memory['stdconv'], 1):.2f}x"
             ratio, inf = (1.0, 1.0) if m == "stdconv" else (train[m], infer[m])
             verdict = "ok" if round(ratio, 2) <= GOALS[m] else "MISSED"
-            print(f"{m:<10}{ratio:>8.2f}x{GOALS[m]:>6.2f}x{inf:>14.2f}x{mem:>9}  {verdict}")
+            share = f"+{kernel[m]:.0%}" if m in kernel and m != "stdconv" else ""
+            print(f"{m:<10}{ratio:>8.2f}x{GOALS[m]:>6.2f}x{inf:>14.2f}x{mem:>9}{share:>9}  {verdict}")
         print(f"{CONTROL:<10}{train[CONTROL]:>8.2f}x{'':>7}{infer[CONTROL]:>14.2f}x{'':>9}  "
               "(identical plain model: the noise floor of this run)")
     return 0
