@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             mem = "" if memory is None else f"{memory[m] / max(memory['stdconv'], 1):.2f}x"
             ratio, inf = (1.0, 1.0) if m == "stdconv" else (train[m], infer[m])
             verdict = "ok" if round(ratio, 2) <= GOALS[m] else "MISSED"
-            share = f"+{kernel[m]:.0%}" if m in kernel and m != "stdconv" else ""
+            share = f"+{kernel[m]:.0%}" if m in kernel else ""
             print(f"{m:<10}{ratio:>8.2f}x{GOALS[m]:>6.2f}x{inf:>14.2f}x{mem:>9}{share:>9}  {verdict}")
         print(f"{CONTROL:<10}{train[CONTROL]:>8.2f}x{'':>7}{infer[CONTROL]:>14.2f}x{'':>9}  "
               "(identical plain model: the noise floor of this run)")
