@@ -76,6 +76,9 @@ class LayerSpec(_Frozen):
     # stage of aconv_resnet (ACONV Table 1: 1/1/3/2/2), dropout of aconv_simple/aconv_resnet (0.5 / 0).
     blocks_per_stage: PositiveInt | None = None
     dropout: Annotated[float, Field(ge=0, lt=1)] | None = None
+    # Initialisation: PyTorch's defaults, or the authors' released code's (models that have one: the ACONV
+    # nets, see layers.models.aconv_nets.released_init_)
+    init: Literal["torch", "released"] = "torch"
 
     def build_knobs(self) -> dict[str, Any]:
         """Keyword arguments for ``layers.build_model`` that apply to this method."""
@@ -94,6 +97,8 @@ class LayerSpec(_Frozen):
             knobs.update(blocks_per_stage=self.blocks_per_stage)
         if self.dropout is not None:
             knobs.update(dropout=self.dropout)
+        if self.init != "torch":
+            knobs.update(init=self.init)
         return knobs
 
 

@@ -56,7 +56,7 @@ def _grid(table: Table, numeric: bool) -> tuple[list[str], list[list[str]]]:
                                *([m.header] if len(spec.metrics) > 1 or not spec.columns else [])])
             subs = (["mean", "std", "n"] if numeric else [""]) + (["max"] if "max" in spec.aggregate else [])
             subs += ["paper", "Δpaper"] * has_ref[m.header] + ["Δbase"] * bool(spec.baseline)
-            subs += ["t", "p"] * (spec.test == "welch")
+            subs += ["t", "p"] * (spec.test != "none")
             header += [f"{prefix} {s}".strip() for s in subs]
             width[m.header] = len(subs)
     body = []
@@ -81,7 +81,7 @@ def _grid(table: Table, numeric: bool) -> tuple[list[str], list[list[str]]]:
                     line += [_fmt(cell.published, d), _fmt(cell.delta_published, d, True)]
                 if spec.baseline:
                     line.append("baseline" if cell.is_baseline else _fmt(cell.delta_baseline, d, True))
-                if spec.test == "welch":
+                if spec.test != "none":
                     line += [_fmt(cell.t, 2 if d < 10 else d),
                              "" if math.isnan(cell.p) else f"{cell.p:.{2 if d < 10 else 10}g}"]
         body.append(line)

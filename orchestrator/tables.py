@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from orchestrator.stats import Summary, summarize, welch
+from orchestrator.stats import Summary, summarize, t_test
 from orchestrator.tablequery import RunRecord, fetch_records, fetch_runs, records_from_runs
 from orchestrator.tablespec import MetricSpec, TableSpec
 
@@ -237,8 +237,8 @@ def _compare_with_baseline(spec: TableSpec, cells: dict[tuple[Key, Key, str], Ce
         if cell.is_baseline or cell.summary.n == 0:
             continue
         cell.baseline_mean = base.summary.mean
-        if spec.test == "welch":
-            cell.t, cell.p = welch(cell.values, base.values)
+        if spec.test != "none":
+            cell.t, cell.p = t_test(cell.values, base.values, spec.test)
 
 
 def render(table: Table, fmt: str = "md") -> str:

@@ -76,7 +76,9 @@ class TableSpec(_Frozen):
     extra_metrics: list[ExtraMetricSpec] = []
     reference: ReferenceSpec | None = None
     baseline: dict[str, Any] | None = None  # row/column values that turn a cell into its comparison cell
-    test: Literal["none", "welch"] = "none"  # two-sided Welch t-test of each cell against its baseline
+    # two-sided t-test of each cell against its baseline: Welch's (unequal variances) or Student's pooled one
+    # (the ACONV paper's, see orchestrator.stats)
+    test: Literal["none", "welch", "student"] = "none"
     labels: dict[str, dict[Any, str]] = {}  # param -> {value: printed label}, e.g. resnet20 -> ResNet-20; 5 finds "5.0"
     digits: int = Field(default=2, ge=0, le=8)
 
@@ -103,6 +105,6 @@ class TableSpec(_Frozen):
                         f"table.reference.values: {header!r} is not a metric or extra metric header "
                         f"(allowed: {sorted(headers)})"
                     )
-        if self.test == "welch" and not self.baseline:
-            raise ValueError("table.test: 'welch' needs a table.baseline to test against (got baseline=None)")
+        if self.test != "none" and not self.baseline:
+            raise ValueError(f"table.test: {self.test!r} needs a table.baseline to test against (got baseline=None)")
         return self

@@ -7,14 +7,15 @@ array datasets (cifar10, cifar100, mnist, fashion-mnist, digits; `arrays.py`), M
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Union
 
 from . import arrays, cluttered, folders, lfw
 from .constants import DEFAULT_AUGMENT, IMAGE_SHAPE, IMAGE_SIZE, IN_CHANNELS, MEAN_STD, NUM_CLASSES
 
-__all__ = ["DATASETS", "JPEG_DATASETS", "ARRAY_DATASETS", "SPLITS", "DatasetInfo", "dataset_info", "check_root",
-           "check_name", "load_split", "Split"]
+__all__ = ["DATASETS", "JPEG_DATASETS", "ARRAY_DATASETS", "SPLITS", "DEFAULT_ROOTS", "DatasetInfo", "dataset_info",
+           "check_root", "check_name", "default_root", "load_split", "Split"]
 
 DATASETS = ("imagenet", "tiny-imagenet", "cifar10", "cifar100", "mnist", "fashion-mnist", "digits", "mnist-cluttered",
             "lfw-faces")
@@ -23,6 +24,11 @@ ARRAY_DATASETS = ("cifar10", "cifar100", "mnist", "fashion-mnist", "digits", "mn
 SPLITS = ("train", "val")
 
 Split = Union[folders.FileSplit, arrays.ArraySplit]
+
+# Datasets a machine can have without a download: where to read them when no root is given (the environment
+# variable first). Debian's package dataset-fashion-mnist installs the original Fashion-MNIST files there
+# (`pipelines/install_fashion_mnist.sh`).
+DEFAULT_ROOTS = {"fashion-mnist": ("FASHION_MNIST_ROOT", "/usr/share/datasets/fashion-mnist")}
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,14 @@ def dataset_info(name: str) -> DatasetInfo:
                        DEFAULT_AUGMENT[name])
 
 
+def default_root(name: str, root: str | None) -> str | None:
+    """`root`, or for a dataset with a default location (`DEFAULT_ROOTS`) its variable or path when unset."""
+    if (root is None or str(root) == "") and name in DEFAULT_ROOTS:
+        variable, path = DEFAULT_ROOTS[name]
+        return os.environ.get(variable) or path
+    return root
+
+
 def check_root(name: str, root: str | None) -> None:
     """Raise ValueError naming the expected layout when `root` does not hold `name` (digits ignores root).
 
@@ -57,6 +71,7 @@ def check_root(name: str, root: str | None) -> None:
     check_name(name)
     if name == "digits":
         return
+    root = default_root(name, root)
     if root is None or str(root) == "":
         raise ValueError(f"root: dataset {name!r} needs a root folder (got {root!r}; only 'digits' needs none)")
     root = str(root)
@@ -79,6 +94,7 @@ def load_split(name: str, root: str | None, split: str) -> Split:
     check_name(name)
     if split not in SPLITS:
         raise ValueError(f"split: unknown split {split!r} (allowed: {', '.join(SPLITS)})")
+    root = default_root(name, root)
     check_root(name, root)
     if name == "digits":
         return arrays.load_digits(split)

@@ -16,14 +16,25 @@
   MNIST, none elsewhere; their code uses 0.25 for MNIST, we follow the table). Defaults: n = 3 (ResNet-20),
   no dropout.
 ``kernel_size`` defaults to 3 (the paper sweeps 3, 5, 7, 9).
+
+``released_init_`` re-initialises a built (and converted) net as the authors' Keras code does, for
+``init: released``: ``tf14/Conv2DAdaptive_k.py`` behind the simple-net numbers gives the CONV layers
+Keras' default ``glorot_uniform``, the ACONV kernels ``he_uniform``, the dense layers ``he_uniform`` with zero
+biases, and keeps Keras' BatchNormalization defaults (momentum 0.99 of the running statistics, i.e.
+torch's 0.01, eps 1e-3); ``tf14/resnet_s.py`` behind the ResNet numbers gives every conv and the
+classifier ``he_normal`` and its BatchNormalization momentum 0.9 (torch's 0.1), eps 1e-5. Every conv has
+``use_bias=False`` in both. ``init: torch`` keeps PyTorch's defaults.
 """
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["aconv_simple", "aconv_resnet", "AconvResNet"]
+from ..aconv import AdaptiveConv2d
+
+__all__ = ["aconv_simple", "aconv_resnet", "AconvResNet", "released_init_"]
 
 
 def aconv_simple(num_classes: int, in_channels: int = 3, kernel_size: int = 3,
@@ -80,3 +91,31 @@ class AconvResNet(nn.Module):
 def aconv_resnet(num_classes: int, in_channels: int = 3, kernel_size: int = 3, blocks_per_stage: int = 3,
                  dropout: float = 0.0) -> AconvResNet:
     return AconvResNet(num_classes, in_channels, kernel_size, n=blocks_per_stage, dropout=dropout)
+
+
+@torch.no_grad()
+def released_init_(model: nn.Module) -> nn.Module:
+    """Re-initialise an ACONV paper net (after conversion) as the authors' Keras code; see the module notes."""
+    resnet = isinstance(model, AconvResNet)
+    for m in model.modules():
+        if isinstance(m, AdaptiveConv2d):
+            # the sigmas keep their linspace start; the kernel is the Keras layer's he_uniform (both files)
+            nn.init.kaiming_uniform_(m.weight, a=0.0, nonlinearity="relu")
+        elif isinstance(m, nn.Conv2d):
+            if resnet:
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")  # untruncated he_normal (Keras 2.2)
+            else:
+                nn.init.xavier_uniform_(m.weight)  # Keras Conv2D's default kernel_initializer
+        elif isinstance(m, nn.Linear):
+            if resnet:
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            else:
+                nn.init.kaiming_uniform_(m.weight, a=0.0, nonlinearity="relu")
+        else:
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                m.momentum, m.eps = (0.1, 1e-5) if resnet else (0.01, 1e-3)
+                m.reset_parameters()
+            continue
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    return model

@@ -20,7 +20,7 @@ from typing import Any
 from torch import nn
 
 from ..convert import METHOD_KNOBS, convert_model, validate_knobs
-from .aconv_nets import aconv_resnet, aconv_simple
+from .aconv_nets import aconv_resnet, aconv_simple, released_init_
 from .cifar_resnet import resnet18_cifar, resnet20, resnet56
 
 __all__ = ["register_model", "build_model", "validate_build_args", "MODEL_NAMES", "model_names", "ARCH_KNOBS"]
@@ -35,6 +35,8 @@ class ModelEntry:
     kernel_size_knob: bool
     coc_wsc: bool
     arch_knobs: tuple[str, ...] = ()
+    # ``init: released``: re-initialise the converted model as the authors' released code does
+    released_init: Callable[[nn.Module], nn.Module] | None = None
 
 
 # Architecture knobs a model may declare (None or absent = the builder's default), with their checks.
@@ -42,14 +44,23 @@ ARCH_KNOBS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "blocks_per_stage": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1"),
     "dropout": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1,
                 "a number in [0, 1)"),
+    # "torch" (PyTorch's default init) is the default; "released" only for models registered with a
+    # ``released_init`` (so the key says which models have one)
+    "init": (lambda v: v in ("torch", "released"), "one of 'torch', 'released'"),
 }
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
 def register_model(name: str, *, kernel_size_knob: bool = False, coc_wsc: bool = True,
-                   arch_knobs: tuple[str, ...] = ()) -> Callable:
-    """Decorator registering ``builder(num_classes, in_channels[, kernel_size][, arch knobs])`` under ``name``."""
+                   arch_knobs: tuple[str, ...] = (),
+                   released_init: Callable[[nn.Module], nn.Module] | None = None) -> Callable:
+    """Decorator registering ``builder(num_classes, in_channels[, kernel_size][, arch knobs])`` under ``name``.
+
+    ``released_init(model)`` re-initialises the converted model as the authors' code (arch knob ``init``).
+    """
+    if released_init is not None:
+        arch_knobs = (*arch_knobs, "init")
     unknown = set(arch_knobs) - set(ARCH_KNOBS)
     if unknown:
         raise ValueError(f"register_model: unknown arch knob(s) {sorted(unknown)} (allowed: {sorted(ARCH_KNOBS)})")
@@ -57,7 +68,7 @@ def register_model(name: str, *, kernel_size_knob: bool = False, coc_wsc: bool =
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"register_model: name {name!r} is already registered")
-        _REGISTRY[name] = ModelEntry(name, builder, kernel_size_knob, coc_wsc, tuple(arch_knobs))
+        _REGISTRY[name] = ModelEntry(name, builder, kernel_size_knob, coc_wsc, tuple(arch_knobs), released_init)
         return builder
     return decorate
 
@@ -84,8 +95,10 @@ def _with_in_channels(model: nn.Module, in_channels: int) -> nn.Module:
 register_model("resnet20", kernel_size_knob=True)(resnet20)
 register_model("resnet56", kernel_size_knob=True)(resnet56)
 register_model("resnet18_cifar", kernel_size_knob=True)(resnet18_cifar)
-register_model("aconv_simple", kernel_size_knob=True, arch_knobs=("dropout",))(aconv_simple)
-register_model("aconv_resnet", kernel_size_knob=True, arch_knobs=("blocks_per_stage", "dropout"))(aconv_resnet)
+register_model("aconv_simple", kernel_size_knob=True, arch_knobs=("dropout",),
+               released_init=released_init_)(aconv_simple)
+register_model("aconv_resnet", kernel_size_knob=True, arch_knobs=("blocks_per_stage", "dropout"),
+               released_init=released_init_)(aconv_resnet)
 
 
 # torchvision.models and timm are imported by the builders that need them, not by ``import layers``: timm
@@ -161,9 +174,12 @@ def build_model(name: str, num_classes: int, method: str = "stdconv", *, in_chan
     validate_build_args(name, num_classes, method, in_channels=in_channels, **knobs)
     entry = _REGISTRY[name]
     extra = {k: knobs.pop(k) for k in ("kernel_size", *ARCH_KNOBS) if k in knobs}
+    init = extra.pop("init", None) or "torch"
     model = entry.builder(num_classes, in_channels, **{k: v for k, v in extra.items() if v is not None})
     if method == "coc" and "wsc" in METHOD_KNOBS[method]:
         knobs.setdefault("wsc", entry.coc_wsc)
     report = convert_model(model, method, **knobs)
-    log.info("build_model(%s, %s): replaced %s", name, method, report.kinds())
+    if init == "released":
+        entry.released_init(model)
+    log.info("build_model(%s, %s, init=%s): replaced %s", name, method, init, report.kinds())
     return model

@@ -130,3 +130,44 @@ def test_arch_knob_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         validate_build_args(kwargs.pop("name"), 10, **kwargs)
     validate_build_args("aconv_resnet", 10, blocks_per_stage=None, dropout=None)  # None: the model's default
+
+
+def test_released_init_of_the_aconv_nets_follows_the_authors_keras_code():
+    """init=released: CONV kernels glorot_uniform, ACONV kernels and dense layers he_uniform, zero biases,
+    Keras BN (momentum 0.99 -> torch 0.01, eps 1e-3); the ResNet he_normal with BN momentum 0.9 / eps 1e-5."""
+    import math
+
+    import torch
+
+    from layers.aconv import AdaptiveConv2d
+
+    torch.manual_seed(0)
+    conv = build_model("aconv_simple", 10, "stdconv", in_channels=1, kernel_size=5, init="released")
+    aconv = build_model("aconv_simple", 10, "aconv", in_channels=1, kernel_size=5, init="released")
+    c2 = [m for m in conv.modules() if isinstance(m, torch.nn.Conv2d)][1]  # 32 -> 32, 5x5
+    a2 = [m for m in aconv.modules() if isinstance(m, AdaptiveConv2d)][1]
+    fan = 32 * 25
+    # uniform(-b, b) has std b / sqrt(3): glorot b = sqrt(6 / (fan_in + fan_out)), he b = sqrt(6 / fan_in)
+    assert c2.weight.std().item() == pytest.approx(math.sqrt(6 / (2 * fan)) / math.sqrt(3), rel=0.05)
+    assert a2.weight.std().item() == pytest.approx(math.sqrt(6 / fan) / math.sqrt(3), rel=0.05)
+    assert a2.weight.abs().max().item() <= math.sqrt(6 / fan)
+    dense = [m for m in aconv.modules() if isinstance(m, torch.nn.Linear)][0]
+    assert dense.weight.std().item() == pytest.approx(math.sqrt(6 / dense.in_features) / math.sqrt(3), rel=0.05)
+    bns = [m for m in aconv.modules() if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))]
+    assert bns and all((m.momentum, m.eps) == (0.01, 1e-3) for m in bns)
+    assert torch.allclose(a2.sigma, torch.linspace(0.1, 0.5, 32))  # the envelope start is untouched
+
+    res = build_model("aconv_resnet", 10, "aconv", kernel_size=3, blocks_per_stage=1, init="released")
+    r = [m for m in res.modules() if isinstance(m, AdaptiveConv2d)][-1]
+    assert r.weight.std().item() == pytest.approx(math.sqrt(6 / (64 * 9)) / math.sqrt(3), rel=0.05)
+    plain = [m for m in res.modules() if type(m) is torch.nn.Conv2d][-1]  # a 1x1 shortcut: he_normal
+    assert plain.weight.std().item() == pytest.approx(math.sqrt(2 / plain.in_channels), rel=0.1)
+    bns = [m for m in res.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert all((m.momentum, m.eps) == (0.1, 1e-5) for m in bns)
+
+
+def test_released_init_is_refused_for_models_without_one():
+    with pytest.raises(ValueError, match="init applies only to models .*aconv_simple"):
+        build_model("resnet20", 10, "stdconv", init="released")
+    with pytest.raises(ValueError, match="init must be one of 'torch', 'released'"):
+        build_model("aconv_simple", 10, "stdconv", init="keras")

@@ -12,7 +12,7 @@ import pipeline_fixtures as pf
 from pipelines import DATASETS, check_root, dataset_info
 from pipelines.arrays import load_digits, read_idx
 from pipelines.constants import MEAN_STD, NOMINAL_SIZES
-from pipelines.datasets import load_split
+from pipelines.datasets import DEFAULT_ROOTS, load_split
 
 
 def test_dataset_info_for_every_dataset():
@@ -38,15 +38,20 @@ def test_unknown_dataset_and_split_are_one_line_errors():
 @pytest.mark.parametrize("name, layout", [
     ("imagenet", "ImageFolder"), ("tiny-imagenet", "val_annotations.txt"), ("cifar10", "data_batch_1"),
     ("cifar100", "cifar-100-python"), ("mnist", "train-images-idx3-ubyte"), ("fashion-mnist", "FashionMNIST/raw")])
-def test_check_root_names_the_expected_layout(tmp_path, name, layout):
+def test_check_root_names_the_expected_layout(tmp_path, monkeypatch, name, layout):
     with pytest.raises(ValueError, match=layout) as err:
         check_root(name, str(tmp_path / "missing"))
     assert "\n" not in str(err.value)
     (tmp_path / "train" / "x").mkdir(parents=True)  # a half-made tree is still wrong
     with pytest.raises(ValueError, match=layout):
         check_root(name, str(tmp_path))
-    with pytest.raises(ValueError, match="needs a root folder"):
-        check_root(name, None)
+    if name in DEFAULT_ROOTS:  # no root: its variable, else its package's path, is where it is looked for
+        monkeypatch.setenv(DEFAULT_ROOTS[name][0], str(tmp_path / "elsewhere"))
+        with pytest.raises(ValueError, match=f"{tmp_path / 'elsewhere'}.*{layout}"):
+            check_root(name, None)
+    else:
+        with pytest.raises(ValueError, match="needs a root folder"):
+            check_root(name, None)
     check_root("digits", None)  # digits needs no root
 
 
