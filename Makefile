@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.convsweep-installed
 PYTEST_ARGS ?=
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench clean data
 
 install: $(STAMP)
 
@@ -23,6 +23,11 @@ test: install
 # executor with 2-process DDP, MLflow in ./mlruns.db; prints the ablation table at the end.
 demo: install
 	$(BIN)/convsweep sweep experiments/quickstart.yaml
+
+# The real datasets a machine can have without a download: Fashion-MNIST from Debian's dataset-fashion-mnist
+# (needs root and apt-get; the tests that use it install it themselves or skip saying why).
+data:
+	bash pipelines/install_fashion_mnist.sh
 
 bench: install
 	for b in tests/bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -61,6 +61,13 @@ def _parser() -> argparse.ArgumentParser:
     with_profile(sp)
     sp.add_argument("--format", default="md", choices=("md", "csv", "latex", "html"))
     sp.add_argument("--tracking-uri", help="read runs from this MLflow URI instead of the sweep's")
+    sp.add_argument("--runs", metavar="EXPORT", help="read runs from a `convsweep export` file (no MLflow)")
+    sp = sub.add_parser("export", help="write every run of a sweep (params, per-epoch metrics) to one file")
+    sp.add_argument("sweep", metavar="FILE|SWEEP")
+    with_root(sp)
+    with_profile(sp)
+    sp.add_argument("--out", help="output file, .jsonl (default) or .csv (default: <sweep>-runs.jsonl)")
+    sp.add_argument("--tracking-uri", help="read runs from this MLflow URI instead of the sweep's")
     sp = sub.add_parser("cancel", help="stop a sweep's driver and end its running jobs")
     sp.add_argument("sweep")
     with_root(sp)
@@ -90,10 +97,16 @@ def _load_any(name: str, root: str, profile: str | None = None, overrides: Seque
     return load_recorded(name, root)
 
 
-def _table_text(spec: object, source: str | None, fmt: str, tracking_uri: str | None = None) -> str:
+def _table_text(spec: object, source: str | None, fmt: str, tracking_uri: str | None = None,
+                runs_file: str | None = None) -> str:
     from orchestrator.tables import render, sweep_table
 
     sweep_dir = Path(source).parent if source else None
+    if runs_file is not None:
+        from orchestrator.export import read_export
+        from orchestrator.tables import sweep_table_from_export
+
+        return render(sweep_table_from_export(spec, read_export(runs_file), sweep_dir=sweep_dir), fmt)
     return render(sweep_table(spec, sweep_dir=sweep_dir, tracking_uri=tracking_uri), fmt)
 
 
@@ -208,8 +221,20 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_table(args: argparse.Namespace) -> int:
+    if args.runs is not None and args.tracking_uri is not None:
+        raise ValueError(f"--runs: reads the runs from {args.runs}, so --tracking-uri does not apply (got both; "
+                         f"allowed: one of them)")
     spec, source = _load_any(args.sweep, args.root, args.profile, args.overrides)
-    _out.print(_table_text(spec, source, args.format, args.tracking_uri), highlight=False, markup=False)
+    _out.print(_table_text(spec, source, args.format, args.tracking_uri, args.runs), highlight=False, markup=False)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from orchestrator.export import export_sweep
+
+    spec, _ = _load_any(args.sweep, args.root, args.profile, args.overrides)
+    path, n = export_sweep(spec, args.out or f"{spec.name}-runs.jsonl", tracking_uri=args.tracking_uri)
+    _out.print(f"sweep {spec.name}: {n} run{'s' * (n != 1)} written to {path}", highlight=False, markup=False)
     return 0
 
 
@@ -241,7 +266,7 @@ def _cmd_logs(args: argparse.Namespace) -> int:
 
 _COMMANDS = {
     "validate": _cmd_validate, "plan": _cmd_plan, "sweep": _cmd_sweep, "status": _cmd_status,
-    "resume": _cmd_resume, "table": _cmd_table, "cancel": _cmd_cancel, "logs": _cmd_logs,
+    "resume": _cmd_resume, "table": _cmd_table, "export": _cmd_export, "cancel": _cmd_cancel, "logs": _cmd_logs,
 }  # fmt: skip
 
 

@@ -25,7 +25,7 @@ from orchestrator.tablespec import MetricSpec, TableSpec
 
 __all__ = [
     "FORMATS", "Cell", "RunRecord", "Table", "build_table", "expected_layout", "fetch_records", "fetch_runs",
-    "needed_keys", "records_from_runs", "render", "sweep_table",
+    "needed_keys", "records_from_runs", "render", "sweep_table", "sweep_table_from_export",
 ]
 
 log = logging.getLogger(__name__)
@@ -311,3 +311,19 @@ def sweep_table(sweep: Any, *, sweep_dir: str | Path | None = None, tracking_uri
     expected = expected_layout(sweep) or None  # None: the finished runs alone make the layout
     return build_table(sweep.table, runs, sweep=sweep.name, expected=expected, reference_dir=sweep_dir,
                        client=_LazyClient(uri))
+
+
+def sweep_table_from_export(sweep: Any, runs: Iterable[Any], *, sweep_dir: str | Path | None = None) -> Table:
+    """The table of a ``SweepSpec`` from the runs of a ``convsweep export`` file (``orchestrator.export``).
+
+    The same layout as ``sweep_table``; per-epoch histories come from the file, so no MLflow is involved.
+    """
+    from orchestrator.export import HistoryFromExport
+
+    if sweep.table is None:
+        raise ValueError(f"table: sweep {sweep.name!r} has no table section (got table=None)")
+    # the runs MLflow's query would have returned: this sweep's FINISHED ones (the export keeps them all)
+    runs = [r for r in runs if r.status == "FINISHED" and r.sweep == sweep.name]
+    expected = expected_layout(sweep) or None
+    return build_table(sweep.table, [r.record() for r in runs], sweep=sweep.name, expected=expected,
+                       reference_dir=sweep_dir, client=HistoryFromExport(runs))

@@ -49,3 +49,23 @@ def mnist_raw_root(tmp_path_factory):
 @pytest.fixture(params=["gz", "raw"])
 def mnist_root(request):
     return request.getfixturevalue(f"mnist_{request.param}_root")
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_root() -> str:
+    """The real Fashion-MNIST (Debian's dataset-fashion-mnist), installed by pipelines/install_fashion_mnist.sh
+    where apt-get and root are available; elsewhere the tests using it skip with the script's one-line reason."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from pipelines.datasets import DEFAULT_ROOTS
+
+    variable, path = DEFAULT_ROOTS["fashion-mnist"]
+    if os.environ.get(variable):
+        return os.environ[variable]
+    script = Path(__file__).resolve().parents[2] / "pipelines" / "install_fashion_mnist.sh"
+    result = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=900)
+    if result.returncode != 0:
+        pytest.skip((result.stdout.strip().splitlines() or ["install_fashion_mnist.sh failed"])[-1])
+    return path
