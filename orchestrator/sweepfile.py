@@ -2,7 +2,8 @@
 
 This module owns the boundary between the user's text and the typed schema of ``orchestrator.config``:
 
-- YAML is read with ``yaml.safe_load`` only.
+- YAML is read with ``yaml.safe_load``'s loader only, within limits (``orchestrator.yamlsafe``: bounded alias
+  expansion and nesting, no duplicate keys, regular UTF-8 files).
 - ``${VAR}`` and ``${VAR:-default}`` in string values are replaced from the environment (``$${`` writes a
   literal ``${``); an unset variable without a default is an error naming it and the key.
 - A profile (``--profile NAME``) and then ``--set key=value`` overrides replace values at dotted paths from
@@ -348,12 +349,12 @@ def _resolve_paths(data: dict[str, Any], sweep_file: Path) -> None:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    from orchestrator.yamlsafe import YamlProblem, load_bounded, read_text
+
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(Problem("(file)", f"cannot read the sweep file: {exc.strerror}"), path) from None
-    try:
-        data = yaml.safe_load(text)
+        data = load_bounded(read_text(path))
+    except YamlProblem as exc:
+        raise ConfigError(Problem(exc.where, exc.problem, allowed=exc.allowed), path) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(yaml)"

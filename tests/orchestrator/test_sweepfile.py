@@ -273,3 +273,46 @@ def test_trials_false_stops_at_the_schema(tmp_path: Path) -> None:
     assert (spec.seeds, spec.grid["layer.method"], spec.base.recipe.epochs) == ([0], ["stdconv"], 2)
     with pytest.raises(ConfigError, match="base.recipe.epochs: must be >= 1"):  # the schema still holds
         load_sweep(path, overrides=["base.recipe.epochs=0"], trials=False)
+
+
+# -- files that are not YAML text: one line naming the file, fast, nothing read that would block ----------
+@pytest.mark.parametrize("content, expect", [
+    ("name: demo\nbase: {model: resnet20}\n".encode("utf-16"), "is UTF-16 text"),
+    (b"name: demo\n\xe0\x80\x80\x00\x9f random bytes", "is not UTF-8 text (byte 0xe0 at offset 11)"),
+])
+def test_non_utf8_sweep_files_are_one_line_errors(tmp_path, content, expect):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as info:
+        load_sweep(path, check=False)
+    assert str(info.value).startswith(f"{path}: (file): {expect}"), str(info.value)
+
+
+def test_a_named_pipe_or_a_folder_is_refused_without_reading(tmp_path):
+    pipe = tmp_path / "sweep.yaml"
+    os.mkfifo(pipe)  # opening it for reading would block until a writer came
+    with pytest.raises(ConfigError, match=r"sweep.yaml: \(file\): is a named pipe, not a sweep file"):
+        load_sweep(pipe, check=False)
+    with pytest.raises(ConfigError, match=r": \(file\): is a directory, not a sweep file"):
+        load_sweep(tmp_path, check=False)
+
+
+def test_alias_bomb_stops_fast_and_small(tmp_path):
+    """Nine levels of nine aliases (10^9 values when expanded): refused in well under 2 s and 200 MB."""
+    import resource
+    import time
+
+    lines = ["name: demo", "a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    path = write(tmp_path, "\n".join(lines) + "\n")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match="expands to more than 1,000,000 values"):
+        load_sweep(path, check=False)
+    assert time.perf_counter() - start < 2.0
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024  # KiB
+
+
+def test_aliases_within_the_bounds_still_work(tmp_path):
+    text = BASE.replace("seeds: [0, 1]", "seeds: &seeds [0, 1]").replace("seeds: [0]}", "seeds: *seeds}")
+    assert load_sweep(write(tmp_path, text), profile="smoke", check=False).seeds == [0, 1]
