@@ -1,7 +1,8 @@
 """``convsweep``: the command line, the one module with argparse. Parses, calls the library, prints.
 
-Exit codes: 0 success, 1 a trial failed (or nothing to show), 2 bad input (a sweep-file error is one line on
-stderr, and nothing is submitted or recorded), 130 the sweep was interrupted (`convsweep resume` continues it).
+Exit codes: 0 success, 1 a trial failed (or nothing to show), 2 bad input or state (one line on stderr naming
+the file, key or sweep; nothing is submitted or recorded), 3 an unexpected error (one line on stderr naming a
+log file that holds the traceback), 130 the sweep was interrupted (`convsweep resume` continues it).
 """
 
 from __future__ import annotations
@@ -23,7 +24,11 @@ _err = Console(stderr=True, soft_wrap=True)
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="convsweep", description="Sweeps of receptive-field-shaping convs.")
+    p = argparse.ArgumentParser(
+        prog="convsweep", description="Sweeps of receptive-field-shaping convs.",
+        epilog="exit codes: 0 success; 1 a trial failed; 2 bad input or state (one line naming the file or "
+               "sweep); 3 unexpected error (one line naming a log with the traceback); 130 interrupted "
+               "(convsweep resume continues)")
     p.add_argument("-v", "--verbose", action="store_true", help="log INFO messages")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -285,6 +290,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err.print("interrupted: `convsweep resume` continues the sweep", highlight=False)
         return 130
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line and the traceback kept in a file
+        log_path = _write_traceback(args.command)
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        _err.print(f"convsweep {args.command}: unexpected {type(exc).__name__}" + (f": {first}" if first else "")
+                   + f" (traceback in {log_path})", highlight=False, markup=False)
+        return 3
+
+
+def _write_traceback(command: str) -> str:
+    """Save the current exception's traceback where the user can find it; its path, or "<stderr>"."""
+    import tempfile
+    import time
+    import traceback
+
+    text = f"convsweep {command}, {time.strftime('%Y-%m-%d %H:%M:%S')}\n{traceback.format_exc()}"
+    try:
+        fd, path = tempfile.mkstemp(prefix=f"convsweep-{command}-", suffix=".log")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        return path
+    except OSError:
+        sys.stderr.write(text)
+        return "<stderr>"
 
 
 if __name__ == "__main__":

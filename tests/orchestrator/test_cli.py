@@ -206,3 +206,29 @@ def test_table_of_a_paper_file_without_its_data_and_without_torch(tmp_path: Path
     assert rows["AlexNet/GMConv"]["Top-1 paper"] == "57.38" and rows["MobileNetV2/StdConv"]["Top-1 n"] == "0"
     done = table("--profile", "tiny")
     assert done.returncode == 2 and "unknown profile 'tiny'" in done.stderr and "smoke" in done.stderr
+
+
+def test_an_unexpected_error_is_one_line_naming_a_log_and_exit_3(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bug (here: the plan renderer raising a KeyError) is not a traceback on the terminal: one line, exit 3,
+    and the traceback in the file it names."""
+    import orchestrator.plan
+
+    def broken(spec: object) -> str:
+        raise KeyError("resources")
+
+    monkeypatch.setattr(orchestrator.plan, "render_plan", broken)
+    assert main(["plan", str(QUICKSTART)]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("convsweep plan: unexpected KeyError: 'resources' (traceback in ")
+    log = Path(err.rsplit("traceback in ", 1)[1].rstrip(")\n"))
+    assert "Traceback" in log.read_text() and "broken" in log.read_text()
+    log.unlink()
+
+
+def test_help_lists_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "exit codes: 0 success; 1 a trial failed; 2 bad input or state" in out and "3 unexpected error" in out
