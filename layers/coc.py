@@ -9,30 +9,61 @@ channels, each group tiled ``sa x sa`` into one ``(sa*k) x (sa*k)`` "canvas" ima
 
 (the released code keeps the input-channel axis first: input channels are the "batch" of the super conv).
 A depthwise super conv (one ``(1, 1, sk, sk)`` kernel per group, stride 1, zero "same" padding
-``(sk//2)*sd``, dilation ``sd``, no bias) is applied, then the super LayerNorm ``LN([G, sa*k, sa*k])``;
+``(sk//2)*sd``, dilation ``sd``) is applied, then the super LayerNorm ``LN([G, sa*k, sa*k])``;
 with ``skip`` the input canvas is added back (``T = LN(S * P) + P``); the canvas is cut back into kernels,
 cropped to ``C_out``, normalised by the final ``LN([C_in/groups, k, k])`` per output channel, and used in the
 plain ``conv2d``. ``wsc`` standardises each super kernel (unbiased std, + 1e-5). These are the released
 ResNet/HRNet configs; light models (MobileNetV3, ShuffleNetV2) use the same without ``wsc``.
 
+Matching the released code (``Coc2d`` with mmcv's ``ConvModule`` as the super conv):
+- Padding kernels (``C_out`` not a multiple of ``sa^2``): ``coc_pad="trainable"`` is the released code,
+  whose trainable canvas covers the ``G*sa^2 - C_out`` extra kernels too (initialised with the rest, cropped
+  after the super conv); they live in their own parameter ``pad_weight`` so that ``weight`` keeps the plain
+  conv layout and loads from a plain conv's state_dict. ``coc_pad="zeros"`` (default) is the paper's step 0:
+  fixed zero kernels.
+- Super-conv bias: the super conv has a trainable bias exactly when it has no norm after it; in the released
+  code that happens with ``wsc`` and no super norm (``ConvModule``'s ``bias='auto'``), so ``super_bias``
+  ``(sl, G)`` exists iff ``wsc and not super_norm``.
+- ``init="released"``: basic kernels (and padding kernels, and the conv bias) uniform in
+  ``+-1/sqrt(G*sa^2 * k*k)``: the released code runs ``kaiming_uniform_(a=sqrt(5))`` on its canvas
+  parameter ``(C_in/groups, G, sa*k, sa*k)``, whose fan-in is ``G*sa^2*k*k`` (``C_out`` padded, not
+  ``C_in``). Super kernels as mmcv's ``kaiming_init`` (normal, ``fan_out``, relu; ``fan_out = G*sk*sk``
+  for the ``(G, 1, sk, sk)`` weight) and super bias zero: drawn so by ``ConvModule.init_weights``, and again
+  the same way by the ResNet/HRNet/MobileNetV3 backbones' ``init_weights`` (which never reach the basic
+  kernels: ``Coc2d`` is no ``nn.Conv2d``). ``init="torch"`` (default) is ``nn.Conv2d``'s default for every
+  kernel (kaiming-uniform, a = sqrt(5), own fan-in): *not* the released init (e.g. for a ``(128, 64, 3, 3)``
+  layer at ``sa = 2`` the basic kernels' std is 0.024 vs 0.017 released, the super kernels' 0.192 vs 0.083).
+  Not reproduced: ShuffleNetV2's backbone ``init_weights`` re-draws every ``nn.Conv2d``, super convs included,
+  from ``N(0, std 1/weight.shape[1])``, i.e. std 1 for the depthwise super kernels (0.01 inside the stem
+  ``conv1``); that is a model-level init, not the layer's.
+
 Decisions where paper and code are silent (also in ``extra_repr``):
 - The trainable tensor stays ``weight`` in the ordinary conv layout; the canvas is a view-and-pad of it
   (a bijection of the real kernels), so a plain conv's state_dict loads directly and ``weight`` is the raw
-  kernel. Kernels padded up to a multiple of ``sa^2`` are fixed zeros, not trainable (paper step 0 pads
-  with zeros; the released code only supports divisible ``C_out``).
-- ``sl > 1`` (not in the released code): the conv -> super-LN pair is repeated ``sl`` times, each with its
-  own super kernel and LN, and one skip goes around the whole stack.
-- Super kernel size: ``sk = k + skp`` without ``dilate``; with ``dilate`` the code's table ``DILATION_TABLE``
-  for ``k`` in 3, 5, 7; for other kernel sizes (1, 9, 11: AlexNet's stem, ``c1x1``) the table has no entry
-  and the undilated ``(k + skp, 1)`` is used.
+  kernel.
 - ``stnd`` standardises the final kernel (after the final LN).
-- Super kernels use ``nn.Conv2d``'s default init (kaiming-uniform, a = sqrt(5)) as in the released code.
 - Computation: ``coc_kernel`` holds the canvas input-channel-major in kernel order and applies the super
   conv as one batched matmul per group (an exact re-indexing, see ``super_conv_index``; the operator is
   built from the sk^2 taps by a small matmul with the 0/1 ``super_conv_basis``), so the super LayerNorm
   runs fused on contiguous memory and the skip add doubles as the copy back to kernels;
   ``kernels_to_canvas``/``canvas_to_kernels`` are the spatial layout above, and the tests check the two
   computations agree.
+
+Extensions beyond the released code's argument domain (it asserts ``sa > 1``, ``k != 1``, ``k`` in
+3, 5, 7 with ``dilate`` and ``skp > 0`` with ``dilate``); a layer lists the ones it uses in
+``released_extensions`` and ``extra_repr``:
+- ``sa = 1`` (one kernel per canvas: a per-kernel super conv).
+- ``k = 1`` (the paper's reading of ``c1x1``: 1x1 convs become CoC); with ``dilate`` the undilated
+  ``(1 + skp, 1)`` super kernel is used, as the released code's ``dilat`` switch does for 1x1 kernels.
+- ``dilate`` with ``k`` outside 3, 5, 7 (AlexNet's 11x11 stem, 9x9): no table entry, the undilated
+  ``(k + skp, 1)`` is used.
+- ``skp = 0`` with ``dilate`` at ``k`` = 5, 7: the table's column for 0 (``(3, 3)``, ``(5, 2)``), which the
+  released code holds but never reaches.
+- ``sl > 1``: the conv -> super-LN pair is repeated ``sl`` times, each with its own super kernel and LN, and
+  one skip goes around the whole stack.
+- ``stnd`` together with ``final_norm`` (the released final step is either standardisation or a norm).
+- ``super_norm=False`` with ``wsc=False`` (the released super conv always has a norm without ``wsc``): no
+  super bias then.
 """
 
 from __future__ import annotations
@@ -48,11 +79,15 @@ from torch.nn.common_types import _size_2_t
 
 from .stdconv import ReparamConv2d, check_odd_square_kernel, standardize_weight
 
-__all__ = ["DILATION_TABLE", "super_kernel_geometry", "kernels_to_canvas", "canvas_to_kernels",
-           "canvas_permutation", "super_conv_index", "super_conv_basis", "grouped_canvas_matmul", "coc_kernel",
-           "CoCConv2d"]
+__all__ = ["DILATION_TABLE", "COC_PADS", "COC_INITS", "super_kernel_geometry", "released_extensions",
+           "kernels_to_canvas", "canvas_to_kernels", "canvas_permutation", "super_conv_index", "super_conv_basis",
+           "grouped_canvas_matmul", "coc_kernel", "CoCConv2d"]
 
 LN_EPS = 1e-5
+# Kernels padding C_out up to a multiple of sa^2: fixed zeros (paper step 0) or trainable (released code).
+COC_PADS: tuple[str, ...] = ("zeros", "trainable")
+# nn.Conv2d's default init, or the released code's (module docstring).
+COC_INITS: tuple[str, ...] = ("torch", "released")
 SUPER_BASIS_MAX_NUMEL = 2**20
 # (k, skp) -> (super kernel size, super dilation), from the released code, used when dilate=True.
 DILATION_TABLE: dict[tuple[int, int], tuple[int, int]] = {
@@ -76,6 +111,28 @@ def super_kernel_geometry(kernel_size: int, skp: int, dilate: bool) -> tuple[int
         raise ValueError(f"CoC: with dilate=True and kernel_size={kernel_size}, skp must be one of {allowed} "
                          f"(got {skp!r}); or set dilate=False")
     return DILATION_TABLE[(kernel_size, skp)]
+
+
+def released_extensions(kernel_size: int, *, sa: int, skp: int, sl: int, dilate: bool, stnd: bool,
+                        super_norm: bool, final_norm: bool, wsc: bool) -> tuple[str, ...]:
+    """The settings of a CoC layer that the released ``Coc2d`` refuses or cannot express (module
+    docstring), one short label each; empty inside the released domain."""
+    found = []
+    if sa == 1:
+        found.append("sa=1")
+    if kernel_size == 1:
+        found.append("k=1")
+    elif dilate and kernel_size not in (3, 5, 7):
+        found.append(f"dilate at k={kernel_size}")
+    if dilate and skp == 0 and kernel_size != 1:
+        found.append("skp=0 with dilate")
+    if sl > 1:
+        found.append(f"sl={sl}")
+    if stnd and final_norm:
+        found.append("stnd with final_norm")
+    if not super_norm and not wsc:
+        found.append("no super norm without wsc")
+    return tuple(found)
 
 
 def kernels_to_canvas(weight: Tensor, sa: int, n_groups: int) -> Tensor:
@@ -176,14 +233,16 @@ def grouped_canvas_matmul(x: Tensor, operator: Tensor) -> Tensor:
 def coc_kernel(weight: Tensor, super_weights: Sequence[Tensor], *, sa: int, n_groups: int,
                super_index: Tensor, super_lns: Sequence[tuple[Tensor, Tensor]] | None, skip: bool,
                final_ln: tuple[Tensor, Tensor] | None, wsc: bool, stnd: bool,
-               super_basis: Tensor | None = None) -> Tensor:
+               super_basis: Tensor | None = None, pad_weight: Tensor | None = None,
+               super_biases: Sequence[Tensor] | None = None) -> Tensor:
     """The associated kernel CoC convolves with.
 
     weight ``(C_out, C_in', k, k)``; super_weights: ``sl`` tensors ``(G, 1, sk, sk)``; super_index: from
     ``super_conv_index``; super_basis: optionally ``super_conv_basis(super_index)``, then used instead of
     the index (same operator, cheaper); super_lns: ``sl`` (weight, bias) pairs, each ``(G, S^2)`` in kernel
     order, or None; final_ln: (weight, bias), each ``(C_in', k, k)``, or None. Returns
-    ``(C_out, C_in', k, k)``.
+    ``(C_out, C_in', k, k)``. pad_weight: ``(G*sa^2 - C_out, C_in', k, k)`` trainable padding kernels, or
+    None for zero padding; super_biases: ``sl`` tensors ``(G,)`` added after each super conv, or None.
 
     The canvas is held as ``(C_in', G, S^2)`` in kernel order, not as the spatial ``(C_in', G, S, S)`` image
     (``kernels_to_canvas``): the same numbers, but the super conv becomes one batched matmul per forward
@@ -195,7 +254,10 @@ def coc_kernel(weight: Tensor, super_weights: Sequence[Tensor], *, sa: int, n_gr
     c_out, c_in = weight.shape[0], weight.shape[1]
     kk, sa2 = weight.shape[2] * weight.shape[3], sa * sa
     n_pad = n_groups * sa2 - c_out
-    padded = F.pad(weight, (0, 0, 0, 0, 0, 0, 0, n_pad)) if n_pad else weight
+    if n_pad and pad_weight is not None:
+        padded = torch.cat([weight, pad_weight])
+    else:
+        padded = F.pad(weight, (0, 0, 0, 0, 0, 0, 0, n_pad)) if n_pad else weight
     by_kernel = padded.reshape(n_groups, sa2, c_in, kk)  # the weight layout, viewed per group
     canvas = by_kernel.permute(2, 0, 1, 3).reshape(c_in, n_groups, sa2 * kk)  # the one layout copy in
     out = canvas
@@ -207,6 +269,8 @@ def coc_kernel(weight: Tensor, super_weights: Sequence[Tensor], *, sa: int, n_gr
         else:
             operator = F.pad(kernel.flatten(1), (0, 1))[:, super_index]  # (G, S^2, S^2)
         out = grouped_canvas_matmul(out, operator)
+        if super_biases is not None:  # one bias per group: the super conv's output channel
+            out = out + super_biases[layer].to(out.dtype).view(1, n_groups, 1)
         if super_lns is not None:  # LN([G, S, S]) per input channel: the trailing dims of this layout
             ln_weight, ln_bias = super_lns[layer]
             out = F.layer_norm(out, ln_weight.shape, ln_weight, ln_bias, LN_EPS)
@@ -230,15 +294,18 @@ class CoCConv2d(ReparamConv2d):
     """Drop-in ``nn.Conv2d`` whose kernels are spatially associated by a super convolution (CoC).
 
     Extra parameters: ``super_weight (sl, G, 1, sk, sk)``, ``super_ln_weight/bias (sl, G, sa*k, sa*k)``
-    (when ``super_norm``), ``final_ln_weight/bias (C_in/groups, k, k)`` (when ``final_norm``).
+    (when ``super_norm``), ``super_bias (sl, G)`` (when ``wsc`` and not ``super_norm``),
+    ``final_ln_weight/bias (C_in/groups, k, k)`` (when ``final_norm``), ``pad_weight
+    (G*sa^2 - C_out, C_in/groups, k, k)`` (when ``coc_pad="trainable"`` and ``C_out`` is not a multiple of
+    ``sa^2``). ``coc_pad``: ``COC_PADS``; ``init``: ``COC_INITS`` (module docstring).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: _size_2_t, stride: _size_2_t = 1,
                  padding: _size_2_t | str = 0, dilation: _size_2_t = 1,
                  groups: int = 1, bias: bool = True, padding_mode: str = "zeros", *, sa: int = 2,
                  skp: int = 2, sl: int = 1, skip: bool = True, dilate: bool = True, stnd: bool = False,
-                 super_norm: bool = True, final_norm: bool = True, wsc: bool = True,
-                 device=None, dtype=None) -> None:
+                 super_norm: bool = True, final_norm: bool = True, wsc: bool = True, coc_pad: str = "zeros",
+                 init: str = "torch", device=None, dtype=None) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
                          padding_mode, device=device, dtype=dtype)
         k = check_odd_square_kernel(self.kernel_size, "CoCConv2d")
@@ -246,6 +313,10 @@ class CoCConv2d(ReparamConv2d):
             raise ValueError(f"CoCConv2d: sa must be an integer >= 1 (got {sa!r})")
         if not isinstance(sl, int) or sl < 1:
             raise ValueError(f"CoCConv2d: sl must be an integer >= 1 (got {sl!r})")
+        if coc_pad not in COC_PADS:
+            raise ValueError(f"CoCConv2d: coc_pad must be one of {COC_PADS} (got {coc_pad!r})")
+        if init not in COC_INITS:
+            raise ValueError(f"CoCConv2d: init must be one of {COC_INITS} (got {init!r})")
         if dilate and skp == 0 and k == 3:
             raise ValueError("CoCConv2d: dilate=True with skp=0 at kernel_size=3 is not allowed "
                              "(allowed: skp in [2, 4, 6] with dilate, or dilate=False)")
@@ -254,12 +325,27 @@ class CoCConv2d(ReparamConv2d):
             raise ValueError(f"CoCConv2d: wsc needs a super kernel with >= 2 taps (got sk={sk}; set skp > 0)")
         self.sa, self.skp, self.sl, self.skip, self.dilate = sa, skp, sl, bool(skip), bool(dilate)
         self.stnd, self.super_norm, self.final_norm, self.wsc = bool(stnd), bool(super_norm), bool(final_norm), bool(wsc)
+        self.coc_pad, self.init = coc_pad, init
+        self.released_extensions = released_extensions(k, sa=sa, skp=skp, sl=sl, dilate=self.dilate,
+                                                        stnd=self.stnd, super_norm=self.super_norm,
+                                                        final_norm=self.final_norm, wsc=self.wsc)
         self.super_kernel_size, self.super_dilation = sk, sd
         self.n_groups = n_groups = math.ceil(out_channels / sa**2)
         factory = {"device": self.weight.device, "dtype": self.weight.dtype}
         self.super_weight = nn.Parameter(torch.empty(sl, n_groups, 1, sk, sk, **factory))
         for layer in range(sl):  # nn.Conv2d's default init, fan_in = sk * sk
             nn.init.kaiming_uniform_(self.super_weight[layer], a=math.sqrt(5))
+        n_pad = n_groups * sa * sa - out_channels
+        self.pad_weight = (nn.Parameter(torch.empty(n_pad, *self.weight.shape[1:], **factory))
+                           if coc_pad == "trainable" and n_pad else None)
+        if self.pad_weight is not None:  # like the real kernels: nn.Conv2d's default
+            nn.init.kaiming_uniform_(self.pad_weight, a=math.sqrt(5))
+        # mmcv's ConvModule gives a conv a bias when no norm follows it (bias='auto')
+        self.super_bias = (nn.Parameter(torch.empty(sl, n_groups, **factory))
+                           if self.wsc and not self.super_norm else None)
+        if self.super_bias is not None:
+            bound = 1 / sk  # nn.Conv2d's default: 1 / sqrt(fan_in), fan_in = sk * sk
+            nn.init.uniform_(self.super_bias, -bound, bound)
         self.register_buffer("super_index", super_conv_index(sa, k, sk, sd).to(self.weight.device),
                              persistent=False)
         # The dense 0/1 basis has sk^2 * S^4 entries: kept when small (every table config up to k = 7).
@@ -272,6 +358,22 @@ class CoCConv2d(ReparamConv2d):
         kernel_shape = self.weight.shape[1:]
         self.final_ln_weight = nn.Parameter(torch.ones(kernel_shape, **factory)) if final_norm else None
         self.final_ln_bias = nn.Parameter(torch.zeros(kernel_shape, **factory)) if final_norm else None
+        if init == "released":
+            self.reset_released_()
+
+    @torch.no_grad()
+    def reset_released_(self) -> None:
+        """Initialise the kernels as the released code does (module docstring): basic, padding kernels and
+        conv bias uniform in ``+-1/sqrt(G*sa^2*k*k)``; super kernels kaiming-normal (fan_out, relu); super
+        bias zero. The norms keep their ones and zeros."""
+        bound = 1 / math.sqrt(self.n_groups * self.sa**2 * self.weight[0, 0].numel())
+        for p in (self.weight, self.pad_weight, self.bias):
+            if p is not None:
+                nn.init.uniform_(p, -bound, bound)
+        for layer in range(self.sl):  # fan_out of a (G, 1, sk, sk) weight: G * sk * sk
+            nn.init.kaiming_normal_(self.super_weight[layer], mode="fan_out", nonlinearity="relu")
+        if self.super_bias is not None:
+            nn.init.zeros_(self.super_bias)
 
     def get_equivalent_kernel_bias(self) -> tuple[Tensor, Tensor | None]:
         layers = range(self.sl)
@@ -283,7 +385,8 @@ class CoCConv2d(ReparamConv2d):
         kernel = coc_kernel(self.weight, [self.super_weight[i] for i in layers], sa=self.sa,
                             n_groups=self.n_groups, super_index=self.super_index, skip=self.skip,
                             super_lns=super_lns, final_ln=final_ln, wsc=self.wsc, stnd=self.stnd,
-                            super_basis=self.super_basis)
+                            super_basis=self.super_basis, pad_weight=self.pad_weight,
+                            super_biases=None if self.super_bias is None else [self.super_bias[i] for i in layers])
         return kernel, self.bias
 
     def _kernel_order(self, canvas: Tensor) -> Tensor:
@@ -295,4 +398,6 @@ class CoCConv2d(ReparamConv2d):
     def extra_repr(self) -> str:
         return (super().extra_repr() + f", sa={self.sa}, skp={self.skp}, sl={self.sl}, skip={self.skip}, "
                 f"dilate={self.dilate}, super_kernel=({self.super_kernel_size}, dilation={self.super_dilation}), "
-                f"super_norm={self.super_norm}, final_norm={self.final_norm}, wsc={self.wsc}, stnd={self.stnd}")
+                f"super_norm={self.super_norm}, final_norm={self.final_norm}, wsc={self.wsc}, stnd={self.stnd}, "
+                f"coc_pad={self.coc_pad}, init={self.init}"
+                + (f", released_extensions={list(self.released_extensions)}" if self.released_extensions else ""))

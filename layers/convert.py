@@ -5,10 +5,14 @@ Policies (GMConv paper Sec. 3/4.1; CoC code's builder; ACONV Sec. 4):
 - ``s-gmconv``: every ``k > 1`` conv becomes a static ``GMConv2d``;
 - ``gmconv``: the stem (the first conv in module order, which is the first applied to the input in every
   registry model; a test checks it) becomes a dynamic ``GMConv2d``, every other ``k > 1`` conv static;
-- ``coc``: every ``k > 1`` conv (depthwise included) becomes a ``CoCConv2d``; ``1x1`` ones too if ``c1x1``;
+- ``coc``: every ``k > 1`` conv (depthwise included) becomes a ``CoCConv2d``; ``1x1`` ones by ``c1x1``:
+  ``False`` plain (the released configs), ``True`` ``CoCConv2d`` too (the paper's reading), ``"ws"`` a
+  weight-standardised ``StdConv2d`` (the released code's ``c1x1_ws``; 1x1 convs with a single weight per
+  output channel cannot be standardised and are skipped);
 - ``aconv``: every ``k > 1`` conv becomes an ``AdaptiveConv2d``.
 ``1x1`` convs otherwise stay plain; even or non-square kernels are skipped (listed in the report). Weights and
-biases are copied from the replaced conv, which keeps its device, dtype and train/eval mode. Only plain
+biases are copied from the replaced conv (not under CoC's ``init="released"``: the layer draws its own, as the
+released code does); the new layer keeps the old one's device, dtype and train/eval mode. Only plain
 ``nn.Conv2d`` modules are candidates, so converting twice is a no-op; converting a model that holds
 variants of another method raises. ``include``/``exclude`` are ``fnmatch`` patterns on module names.
 """
@@ -26,11 +30,11 @@ import torch
 from torch import nn
 
 from .aconv import AdaptiveConv2d
-from .coc import CoCConv2d
+from .coc import COC_INITS, COC_PADS, CoCConv2d
 from .gmconv import SIGMA_PATTERNS, GMConv2d
 from .stdconv import StdConv2d
 
-__all__ = ["METHODS", "METHOD_KNOBS", "ConversionReport", "convert_model", "validate_knobs"]
+__all__ = ["METHODS", "METHOD_KNOBS", "C1X1_MODES", "ConversionReport", "convert_model", "validate_knobs"]
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +43,15 @@ METHOD_KNOBS: dict[str, tuple[str, ...]] = {
     "stdconv": ("stnd",),
     "s-gmconv": ("sigma_init", "stnd"),
     "gmconv": ("sigma_init", "sigma_pattern", "stnd"),
-    "coc": ("sa", "skp", "sl", "skip", "dilate", "c1x1", "stnd", "super_norm", "final_norm", "wsc"),
+    "coc": ("sa", "skp", "sl", "skip", "dilate", "c1x1", "stnd", "super_norm", "final_norm", "wsc", "coc_pad",
+            "init"),
     "aconv": ("aconv_sigma_init", "stnd"),
 }
 _VARIANT = {"stdconv": StdConv2d, "s-gmconv": GMConv2d, "gmconv": GMConv2d, "coc": CoCConv2d,
             "aconv": AdaptiveConv2d}
 _ALL_VARIANTS = (StdConv2d, GMConv2d, CoCConv2d, AdaptiveConv2d)
+# CoC's c1x1: 1x1 convs stay plain, become CoC (paper) or weight-standardised (released ``c1x1_ws``)
+C1X1_MODES: tuple[bool | str, ...] = (False, True, "ws")
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,12 @@ def validate_knobs(method: str, knobs: dict[str, Any]) -> None:
             raise ValueError(f"{name} must be an integer >= 1 (got {knobs[name]!r})")
     if "skp" in knobs and (not isinstance(knobs["skp"], int) or knobs["skp"] < 0 or knobs["skp"] % 2):
         raise ValueError(f"skp must be an even integer >= 0 (got {knobs['skp']!r}; allowed: 0, 2, 4, 6, ...)")
+    if "c1x1" in knobs and not (isinstance(knobs["c1x1"], bool) or knobs["c1x1"] == "ws"):
+        raise ValueError(f"c1x1 must be one of {C1X1_MODES} (got {knobs['c1x1']!r})")
+    if "coc_pad" in knobs and knobs["coc_pad"] not in COC_PADS:
+        raise ValueError(f"coc_pad must be one of {COC_PADS} (got {knobs['coc_pad']!r})")
+    if "init" in knobs and knobs["init"] not in COC_INITS:
+        raise ValueError(f"init must be one of {COC_INITS} (got {knobs['init']!r})")
     if "sigma_init" in knobs and not (isinstance(knobs["sigma_init"], (int, float)) and knobs["sigma_init"] > 0):
         raise ValueError(f"sigma_init must be a number > 0 (got {knobs['sigma_init']!r})")
 
@@ -106,11 +119,14 @@ def _swap(conv: nn.Conv2d, cls: type[nn.Conv2d], kwargs: dict[str, Any]) -> nn.C
     new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
               conv.groups, conv.bias is not None, conv.padding_mode, **kwargs,
               device=conv.weight.device, dtype=conv.weight.dtype)
+    own_init = kwargs.get("init") == "released"  # the layer drew its kernels as the released code does
     with torch.no_grad():
-        new.weight.copy_(conv.weight)
+        if not own_init:
+            new.weight.copy_(conv.weight)
         new.weight.requires_grad_(conv.weight.requires_grad)
         if conv.bias is not None:
-            new.bias.copy_(conv.bias)
+            if not own_init:
+                new.bias.copy_(conv.bias)
             new.bias.requires_grad_(conv.bias.requires_grad)
     return new.train(conv.training)
 
@@ -131,7 +147,8 @@ def convert_model(model: nn.Module, method: str, *, include: Sequence[str] | Non
     validate_knobs(method, knobs)
     convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     variants = [(n, m) for n, m in convs if isinstance(m, _ALL_VARIANTS)]
-    foreign = [(n, m) for n, m in variants if type(m) is not _VARIANT[method]]
+    foreign = [(n, m) for n, m in variants if type(m) is not _VARIANT[method]
+               and not (method == "coc" and type(m) is StdConv2d and m.kernel_size == (1, 1))]
     if foreign:
         raise ValueError(f"convert_model: model already holds layers of another conv variant ({foreign[0][0]!r}: "
                          f"{type(foreign[0][1]).__name__}); build a fresh model for method {method!r}")
@@ -143,12 +160,21 @@ def convert_model(model: nn.Module, method: str, *, include: Sequence[str] | Non
 
     stem = convs[0][0] if convs else None
     kwargs = _layer_kwargs(method, knobs)
+    c1x1 = knobs.get("c1x1", False) if method == "coc" else False
     replaced, skipped = [], []
     for name, conv in convs:
         if (include is not None and not _matches(name, include)) or _matches(name, exclude):
             continue
         kh, kw = conv.kernel_size
-        if (kh, kw) == (1, 1) and not (method == "coc" and knobs.get("c1x1", False)):
+        if (kh, kw) == (1, 1) and c1x1 is not True:
+            if c1x1 != "ws":
+                continue
+            if conv.weight[0].numel() < 2:
+                skipped.append((name, "1x1 with one weight per output channel: nothing to standardise"))
+                continue
+            parent_name, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent_name), child, _swap(conv, StdConv2d, {}))
+            replaced.append((name, StdConv2d.__name__))
             continue
         if kh != kw or kh % 2 == 0:
             skipped.append((name, f"kernel_size {conv.kernel_size} is not odd and square"))

@@ -17,6 +17,15 @@
   no dropout.
 ``kernel_size`` defaults to 3 (the paper sweeps 3, 5, 7, 9).
 
+``padding``: ``symmetric`` (default) pads ``k // 2`` on every side; ``tf_same`` pads as TF/Keras'
+``padding='same'`` of the authors' code: ``max((ceil(H/s) - 1) * s + k - H, 0)`` in total, the smaller half
+before. The two differ only for a strided conv on an even side (the ResNet's downsampling convs: TF pads
+bottom/right only, so the symmetric output is shifted by a pixel); there ``TFSamePad2d`` pads explicitly
+and the conv gets ``padding=0``, so the net stays the same after conversion and folding (both copy the
+conv's padding). ``shortcut`` (``aconv_resnet``): ``projection`` (default, 1x1 conv with stride 2) or
+``released``, the authors' ``resnet_s.py``: every second pixel (a 1x1 max-pool with stride 2) concatenated
+with itself along the channels, no weights.
+
 ``released_init_`` re-initialises a built (and converted) net as the authors' Keras code does, for
 ``init: released``: ``tf14/Conv2DAdaptive_k.py`` behind the simple-net numbers gives the CONV layers
 Keras' default ``glorot_uniform``, the ACONV kernels ``he_uniform``, the dense layers ``he_uniform`` with zero
@@ -34,11 +43,62 @@ from torch import Tensor, nn
 
 from ..aconv import AdaptiveConv2d
 
-__all__ = ["aconv_simple", "aconv_resnet", "AconvResNet", "released_init_"]
+__all__ = ["PADDINGS", "SHORTCUTS", "TFSamePad2d", "tf_same_pads", "aconv_simple", "aconv_resnet",
+           "AconvResNet", "released_init_"]
+
+PADDINGS = ("symmetric", "tf_same")
+SHORTCUTS = ("projection", "released")
+
+
+def tf_same_pads(size: int, kernel_size: int, stride: int) -> tuple[int, int]:
+    """(before, after) zero padding of one side of length ``size`` as TF's ``padding='same'``."""
+    total = max((-(-size // stride) - 1) * stride + kernel_size - size, 0)
+    return total // 2, total - total // 2
+
+
+class TFSamePad2d(nn.Module):
+    """Zero-pads (N, C, H, W) as TF's ``padding='same'`` does for a ``kernel_size`` conv with ``stride``;
+    the pads depend on the input's size, so they are computed per call."""
+
+    def __init__(self, kernel_size: int, stride: int) -> None:
+        super().__init__()
+        self.kernel_size, self.stride = kernel_size, stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        top, bottom = tf_same_pads(x.shape[-2], self.kernel_size, self.stride)
+        left, right = tf_same_pads(x.shape[-1], self.kernel_size, self.stride)
+        return F.pad(x, (left, right, top, bottom))
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}"
+
+
+def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed} (got {value!r})")
+
+
+def _pad_and_padding(k: int, stride: int, padding: str) -> tuple[nn.Module, int]:
+    """The module before a ``k x k`` conv and the conv's own padding. TF's 'same' at stride 1 with an odd
+    kernel is the symmetric ``k // 2``, so only strided convs need the explicit pad."""
+    if padding == "tf_same" and stride > 1:
+        return TFSamePad2d(k, stride), 0
+    return nn.Identity(), k // 2
+
+
+class _ReleasedShortcut(nn.Module):
+    """``resnet_s.py``'s shortcut where the shape changes: every second pixel, concatenated with itself."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x[:, :, ::2, ::2]
+        return torch.cat([x, x], dim=1)
 
 
 def aconv_simple(num_classes: int, in_channels: int = 3, kernel_size: int = 3,
-                 dropout: float = 0.5) -> nn.Sequential:
+                 dropout: float = 0.5, padding: str = "symmetric") -> nn.Sequential:
+    # Both convs have stride 1, where tf_same and symmetric pad alike (odd kernels): the knob is accepted so
+    # that a sweep names the authors' padding for both ACONV nets.
+    _check_choice("padding", padding, PADDINGS)
     k = kernel_size
     return nn.Sequential(
         nn.Conv2d(in_channels, 32, k, padding=k // 2, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True),
@@ -50,23 +110,35 @@ def aconv_simple(num_classes: int, in_channels: int = 3, kernel_size: int = 3,
 
 
 class _Block(nn.Module):
-    def __init__(self, c_in: int, c_out: int, stride: int, k: int) -> None:
+    def __init__(self, c_in: int, c_out: int, stride: int, k: int, padding: str = "symmetric",
+                 shortcut: str = "projection") -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, k, stride, k // 2, bias=False)
+        self.pad1, pad = _pad_and_padding(k, stride, padding)
+        self.conv1 = nn.Conv2d(c_in, c_out, k, stride, pad, bias=False)
         self.bn1 = nn.BatchNorm2d(c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, k, 1, k // 2, bias=False)
         self.bn2 = nn.BatchNorm2d(c_out)
-        self.shortcut = nn.Conv2d(c_in, c_out, 1, stride) if (stride != 1 or c_in != c_out) else nn.Identity()
+        if stride == 1 and c_in == c_out:
+            self.shortcut = nn.Identity()
+        elif shortcut == "released":
+            if (stride, c_out) != (2, 2 * c_in):
+                raise ValueError(f"shortcut 'released' needs stride 2 and doubled channels (got stride {stride}, "
+                                 f"{c_in} -> {c_out})")
+            self.shortcut = _ReleasedShortcut()
+        else:
+            self.shortcut = nn.Conv2d(c_in, c_out, 1, stride)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(self.pad1(x))))))
         return F.relu(out + self.shortcut(x))
 
 
 class AconvResNet(nn.Module):
     def __init__(self, num_classes: int, in_channels: int, kernel_size: int, n: int = 3, width: int = 16,
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, padding: str = "symmetric", shortcut: str = "projection") -> None:
         super().__init__()
+        _check_choice("padding", padding, PADDINGS)
+        _check_choice("shortcut", shortcut, SHORTCUTS)
         k = kernel_size
         self.conv1 = nn.Conv2d(in_channels, width, k, 1, k // 2, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
@@ -75,7 +147,7 @@ class AconvResNet(nn.Module):
         for stage in range(3):
             c_out = width * 2**stage
             for j in range(n):
-                blocks.append(_Block(c_in, c_out, 2 if (stage > 0 and j == 0) else 1, k))
+                blocks.append(_Block(c_in, c_out, 2 if (stage > 0 and j == 0) else 1, k, padding, shortcut))
                 c_in = c_out
             if dropout > 0:
                 blocks.append(nn.Dropout(dropout))
@@ -89,8 +161,9 @@ class AconvResNet(nn.Module):
 
 
 def aconv_resnet(num_classes: int, in_channels: int = 3, kernel_size: int = 3, blocks_per_stage: int = 3,
-                 dropout: float = 0.0) -> AconvResNet:
-    return AconvResNet(num_classes, in_channels, kernel_size, n=blocks_per_stage, dropout=dropout)
+                 dropout: float = 0.0, padding: str = "symmetric", shortcut: str = "projection") -> AconvResNet:
+    return AconvResNet(num_classes, in_channels, kernel_size, n=blocks_per_stage, dropout=dropout,
+                       padding=padding, shortcut=shortcut)
 
 
 @torch.no_grad()

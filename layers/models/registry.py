@@ -3,7 +3,7 @@ name raises at import, an unknown name raises listing the valid ones; torchvisio
 
 Every builder makes a plain-conv model without pretrained weights, ``(num_classes, in_channels)``
 (+ ``kernel_size`` where the model has that knob, + the ``ARCH_KNOBS`` it declares: ``blocks_per_stage``,
-``dropout``); ``build_model`` then applies ``convert_model``.
+``dropout``, ``padding``, ``shortcut``); ``build_model`` then applies ``convert_model``.
 Models built for 3-channel input get their stem conv rebuilt for ``in_channels != 3`` (e.g. MNIST).
 CoC's released configs use ``wsc`` (super-kernel standardisation) for ResNet/HRNet and not for the light
 models (MobileNetV3, ShuffleNetV2); the entry's ``coc_wsc`` carries that default (MobileNetV2 and AlexNet
@@ -20,7 +20,7 @@ from typing import Any
 from torch import nn
 
 from ..convert import METHOD_KNOBS, convert_model, validate_knobs
-from .aconv_nets import aconv_resnet, aconv_simple, released_init_
+from .aconv_nets import PADDINGS, SHORTCUTS, aconv_resnet, aconv_simple, released_init_
 from .cifar_resnet import resnet18_cifar, resnet20, resnet56
 
 __all__ = ["register_model", "build_model", "validate_build_args", "MODEL_NAMES", "model_names", "ARCH_KNOBS"]
@@ -45,8 +45,12 @@ ARCH_KNOBS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "dropout": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1,
                 "a number in [0, 1)"),
     # "torch" (PyTorch's default init) is the default; "released" only for models registered with a
-    # ``released_init`` (so the key says which models have one)
+    # ``released_init`` (so the key says which models have one), and for method "coc" on any model: the CoC
+    # layers' own released init (layers.coc)
     "init": (lambda v: v in ("torch", "released"), "one of 'torch', 'released'"),
+    # the ACONV nets: TF's 'same' padding of the authors' Keras code, and the released ResNet's shortcut
+    "padding": (lambda v: v in PADDINGS, f"one of {', '.join(map(repr, PADDINGS))}"),
+    "shortcut": (lambda v: v in SHORTCUTS, f"one of {', '.join(map(repr, SHORTCUTS))}"),
 }
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -95,9 +99,10 @@ def _with_in_channels(model: nn.Module, in_channels: int) -> nn.Module:
 register_model("resnet20", kernel_size_knob=True)(resnet20)
 register_model("resnet56", kernel_size_knob=True)(resnet56)
 register_model("resnet18_cifar", kernel_size_knob=True)(resnet18_cifar)
-register_model("aconv_simple", kernel_size_knob=True, arch_knobs=("dropout",),
+register_model("aconv_simple", kernel_size_knob=True, arch_knobs=("dropout", "padding"),
                released_init=released_init_)(aconv_simple)
-register_model("aconv_resnet", kernel_size_knob=True, arch_knobs=("blocks_per_stage", "dropout"),
+register_model("aconv_resnet", kernel_size_knob=True,
+               arch_knobs=("blocks_per_stage", "dropout", "padding", "shortcut"),
                released_init=released_init_)(aconv_resnet)
 
 
@@ -124,7 +129,9 @@ for _name in ("resnet18", "resnet50", "alexnet"):
     _torchvision(_name)
 for _name in ("mobilenet_v2", "shufflenet_v2_x1_0", "mobilenet_v3_small"):
     _torchvision(_name, coc_wsc=False)
-for _name in ("hrnet_w18_small", "hrnet_w18"):
+# CoC's HRNet18-small (released config hrnet18s: 18/36/72/144 channels, 3 and 2 modules in stages 3-4) is
+# timm's hrnet_w18_small_v2; hrnet_w18_small is HRNet's v1 (16/32/64/128, one module per stage).
+for _name in ("hrnet_w18_small", "hrnet_w18_small_v2", "hrnet_w18"):
     _timm(_name)
 
 MODEL_NAMES: tuple[str, ...] = model_names()
@@ -154,10 +161,12 @@ def validate_build_args(name: str, num_classes: int, method: str = "stdconv", *,
         value = knobs.pop(knob, None)
         if value is None:
             continue
-        if knob not in _REGISTRY[name].arch_knobs:
+        coc_init = knob == "init" and method == "coc"
+        if knob not in _REGISTRY[name].arch_knobs and not coc_init:
             models = tuple(n for n, e in _REGISTRY.items() if knob in e.arch_knobs)
-            raise ValueError(f"{knob} applies only to models {models} (got {knob}={value!r} for model {name!r}; "
-                             f"allowed: None)")
+            also = " or to method 'coc'" if knob == "init" else ""
+            raise ValueError(f"{knob} applies only to models {models}{also} (got {knob}={value!r} for model "
+                             f"{name!r}; allowed: None)")
         if not valid(value):
             raise ValueError(f"{knob} must be {allowed} or None (got {value!r})")
     validate_knobs(method, knobs)
@@ -168,7 +177,8 @@ def build_model(name: str, num_classes: int, method: str = "stdconv", *, in_chan
     """Build registry model ``name`` (random init) and convert its convs by ``method``'s policy.
 
     knobs: ``kernel_size`` (models with that knob; None = model default), the ``ARCH_KNOBS`` the model
-    declares (None = model default) and ``METHOD_KNOBS[method]``.
+    declares (None = model default) and ``METHOD_KNOBS[method]``. ``init="released"``: the model's
+    ``released_init`` and, for method ``coc``, the CoC layers' released init.
     Raises ``ValueError`` for an unknown name, method or knob, or an invalid combination.
     """
     validate_build_args(name, num_classes, method, in_channels=in_channels, **knobs)
@@ -178,8 +188,14 @@ def build_model(name: str, num_classes: int, method: str = "stdconv", *, in_chan
     model = entry.builder(num_classes, in_channels, **{k: v for k, v in extra.items() if v is not None})
     if method == "coc" and "wsc" in METHOD_KNOBS[method]:
         knobs.setdefault("wsc", entry.coc_wsc)
+    if method == "coc" and init == "released":
+        # The model's own released init (if any) first, on the plain convs; the CoC layers then draw their
+        # kernels as the released Coc2d, which a backbone's init_weights does not touch (it is no nn.Conv2d).
+        if entry.released_init is not None:
+            entry.released_init(model)
+        knobs["init"] = "released"
     report = convert_model(model, method, **knobs)
-    if init == "released":
+    if init == "released" and method != "coc":
         entry.released_init(model)
     log.info("build_model(%s, %s, init=%s): replaced %s", name, method, init, report.kinds())
     return model

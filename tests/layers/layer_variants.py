@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 from layers import AdaptiveConv2d, CoCConv2d, GMConv2d, StdConv2d
@@ -45,6 +46,10 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("coc-light-sl2", _factory(CoCConv2d, wsc=False, sl=2, skp=4), ("super_weight",)),
     Variant("coc-plain-stnd", _factory(CoCConv2d, skip=False, super_norm=False, final_norm=False, wsc=False,
                                        dilate=False, stnd=True, sa=3), ("super_weight",)),
+    # the released code's options: trainable padding kernels (sa=3: every C_out below pads), its init, and
+    # the super-conv bias it has with wsc and no super norm
+    Variant("coc-released-pad-bias", _factory(CoCConv2d, sa=3, coc_pad="trainable", init="released",
+                                              super_norm=False), ("super_weight", "pad_weight", "super_bias")),
     Variant("aconv", _factory(AdaptiveConv2d), ("sigma",), min_kernel=3),
     Variant("aconv-const-stnd", _factory(AdaptiveConv2d, sigma_init=0.4, stnd=True), ("sigma",), min_kernel=3),
 )
@@ -61,3 +66,15 @@ GEOMETRIES: tuple[tuple[int, int, int, dict], ...] = (
     (4, 4, 3, {"padding": 1, "padding_mode": "reflect"}),
     (4, 8, 1, {}),                                   # 1x1 (not for ACONV)
 )
+
+
+def calibrate_bn(model: nn.Module, x: torch.Tensor) -> None:
+    """Running stats = this batch's stats, so eval-mode activations keep a sane scale at any depth."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+    model.train()
+    with torch.no_grad():
+        model(x)
+    model.eval()

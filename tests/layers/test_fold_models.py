@@ -10,6 +10,7 @@ from torch import nn
 from layers import MODEL_NAMES, GMConv2d, convert_model, count_params_flops, reparameterize_model
 from layers.models.registry import build_model
 from layers.stdconv import ReparamConv2d
+from layer_variants import calibrate_bn
 
 SMALL = {"resnet20", "resnet56", "resnet18_cifar", "aconv_simple", "aconv_resnet"}
 METHOD_KNOBS = {"stdconv": {"stnd": True}, "s-gmconv": {"sigma_init": 1.0}, "gmconv": {"sigma_init": 1.0},
@@ -34,18 +35,6 @@ def base_models():
     return get
 
 
-def _calibrate_bn(model: nn.Module, x: torch.Tensor) -> None:
-    """Running stats = this batch's stats, so eval-mode activations keep a sane scale at any depth."""
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None
-    model.train()
-    with torch.no_grad():
-        model(x)
-    model.eval()
-
-
 def _perturb_layer_params(model: nn.Module) -> None:
     with torch.no_grad():
         for m in model.modules():
@@ -65,7 +54,7 @@ def test_fold_exact_and_costs_equal_baseline(base_models, name, method):
     _perturb_layer_params(model)
     torch.manual_seed(1)
     x = torch.randn(_input_shape(name))
-    _calibrate_bn(model, x)
+    calibrate_bn(model, x)
     with torch.no_grad():
         y = model(x)
         folded = reparameterize_model(model)

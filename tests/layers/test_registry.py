@@ -11,7 +11,7 @@ from layers.models.registry import register_model, validate_build_args
 def test_names_and_constants():
     assert set(MODEL_NAMES) == {"resnet20", "resnet56", "resnet18_cifar", "resnet18", "resnet50", "alexnet",
                                 "mobilenet_v2", "shufflenet_v2_x1_0", "mobilenet_v3_small", "hrnet_w18_small",
-                                "hrnet_w18", "aconv_simple", "aconv_resnet"}
+                                "hrnet_w18_small_v2", "hrnet_w18", "aconv_simple", "aconv_resnet"}
     assert METHODS == ("stdconv", "s-gmconv", "gmconv", "coc", "aconv")
     assert SIGMA_PATTERNS == ("sigma", "sigma1_sigma2", "sigma1_rsigma")
 
@@ -87,6 +87,31 @@ def test_counts_match_gmconv_tables(name, classes, size, params_m, flops):
     params, macs = count_params_flops(model, (1, 3, size, size))
     assert round(params / 1e6, 2) == params_m
     assert abs(macs - flops) / flops < 0.10
+
+
+# HRNet-Image-Classification's README (the HRNet authors' ImageNet models): params in M and GFLOPs as printed
+HRNET_COUNTS = [("hrnet_w18_small_v2", 15.6, 2.42e9), ("hrnet_w18", 21.3, 3.99e9)]
+
+
+@pytest.mark.parametrize("name,params_m,flops", HRNET_COUNTS)
+def test_counts_match_coc_table1_hrnets(name, params_m, flops):
+    """CoC Table 1's HRNets as the HRNet authors count them (FLOPs within 10%, as above)."""
+    with torch.device("meta"):
+        model = build_model(name, 1000)
+    params, macs = count_params_flops(model, (1, 3, 224, 224))
+    assert round(params / 1e6, 1) == params_m
+    assert abs(macs - flops) / flops < 0.10
+
+
+def test_hrnet_w18_small_v2_is_cocs_released_hrnet18s():
+    """configs/hrnet18s-*.py of CoC's code: branch channels 18/36/72/144, 1/3/2 modules in stages 2-4, two
+    blocks per branch."""
+    with torch.device("meta"):
+        model = build_model("hrnet_w18_small_v2", 1000)
+    assert [len(getattr(model, f"stage{i}")) for i in (2, 3, 4)] == [1, 3, 2]
+    last = model.stage4[-1]
+    assert [len(branch) for branch in last.branches] == [2, 2, 2, 2]
+    assert [branch[-1].conv2.out_channels for branch in last.branches] == [18, 36, 72, 144]
 
 
 def test_aconv_resnet_blocks_per_stage_sets_the_depth():
