@@ -7,6 +7,10 @@ into place with ``os.replace``; the previous ``last.pt`` becomes ``prev.pt`` fir
 either a whole ``last.pt`` or (in the instant between the two renames, or when ``last.pt`` was damaged by
 something outside our control) a whole ``prev.pt``, and ``load_checkpoint`` falls back to the latter.
 
+The best epoch's weights (``best.pt``, rotated to ``best_prev.pt``) are kept the same way, for evaluation
+only (no optimiser state): a reader asks ``load_checkpoint`` for the epoch it expects, so a file left one
+best epoch ahead or behind by a crash is never taken for it.
+
 RNG states: ``rng_state()`` captures Python's ``random``, NumPy's legacy global generator, torch's CPU
 generator and every CUDA device's generator, converted to tensors and lists.
 """
@@ -24,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["load_checkpoint", "read_checkpoint", "rng_state", "save_checkpoint", "set_rng_state"]
+__all__ = ["checkpoint_epoch", "load_checkpoint", "read_checkpoint", "rng_state", "save_checkpoint", "set_rng_state"]
 
 log = logging.getLogger(__name__)
 
@@ -85,19 +89,38 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def load_checkpoint(last: Path, prev: Path) -> dict[str, Any] | None:
-    """The newest readable checkpoint: ``last``, else ``prev``; None when neither exists or is readable."""
+def load_checkpoint(last: Path, prev: Path, *, epoch: int | None = None) -> dict[str, Any] | None:
+    """The newest readable checkpoint: ``last``, else ``prev``; None when neither exists or is readable.
+
+    ``epoch``: only a checkpoint of that epoch will do (a best-epoch file must match the recorded best epoch).
+    """
     for path in (last, prev):
-        if not path.exists():
+        state = _read_trial_checkpoint(path)
+        if state is None:
             continue
-        try:
-            state = read_checkpoint(path)
-        except _UNREADABLE as exc:
-            log.warning("checkpoint %s is unreadable (%s: %s); trying the previous one", path, type(exc).__name__, exc)
-            continue
-        if not isinstance(state, dict) or "epoch" not in state:
-            log.warning("checkpoint %s is not a trial checkpoint; trying the previous one", path)
+        if epoch is not None and int(state["epoch"]) != epoch:
+            log.info("checkpoint %s holds epoch %d, not %d; trying the previous one", path, state["epoch"], epoch)
             continue
         log.info("loaded checkpoint %s (epoch %d)", path, state["epoch"])
         return state
     return None
+
+
+def checkpoint_epoch(path: Path) -> int | None:
+    """The epoch of the trial checkpoint at ``path``; None when it is absent or unreadable."""
+    state = _read_trial_checkpoint(path)
+    return None if state is None else int(state["epoch"])
+
+
+def _read_trial_checkpoint(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        state = read_checkpoint(path)
+    except _UNREADABLE as exc:
+        log.warning("checkpoint %s is unreadable (%s: %s); trying the previous one", path, type(exc).__name__, exc)
+        return None
+    if not isinstance(state, dict) or "epoch" not in state:
+        log.warning("checkpoint %s is not a trial checkpoint; trying the previous one", path)
+        return None
+    return state

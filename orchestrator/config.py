@@ -15,7 +15,7 @@ import hashlib
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from orchestrator.tablespec import TableSpec
 
@@ -44,10 +44,12 @@ PositiveInt = Annotated[int, Field(ge=1)]
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 
 EvalTransform = Literal["rot0", "rot45", "rot90", "rot135", "rot180", "flip_ud"]
+EvalCheckpoint = Literal["last", "best"]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # no NaN or infinity anywhere: `lr: .inf` is YAML for a float, and no knob means it
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class LayerSpec(_Frozen):
@@ -63,7 +65,11 @@ class LayerSpec(_Frozen):
     sl: PositiveInt = 1
     skip: bool = True
     dilate: bool = True
-    c1x1: bool = False
+    # 1x1 convs: false = plain (the released configs), true = CoC (the paper's reading, Fig. 7), "ws" =
+    # weight-standardised (the released code's c1x1_ws)
+    c1x1: bool | Literal["ws"] = False
+    # kernels padding C_out to a multiple of sa^2: fixed zeros (paper) or trainable (released code)
+    coc_pad: Literal["zeros", "trainable"] = "zeros"
     # weight standardisation and the OCNN regulariser, usable with any method (CoC Table 1)
     stnd: bool = False
     orth: bool = False
@@ -77,8 +83,14 @@ class LayerSpec(_Frozen):
     blocks_per_stage: PositiveInt | None = None
     dropout: Annotated[float, Field(ge=0, lt=1)] | None = None
     # Initialisation: PyTorch's defaults, or the authors' released code's (models that have one: the ACONV
-    # nets, see layers.models.aconv_nets.released_init_)
+    # nets, see layers.models.aconv_nets.released_init_; method coc on any model: the CoC layers' own, see
+    # layers.coc)
     init: Literal["torch", "released"] = "torch"
+    # The ACONV nets' padding: "tf_same" pads as the authors' Keras padding='same' (asymmetric on strided
+    # convs over even sides); and aconv_resnet's shortcut where the shape changes: a 1x1 projection, or the
+    # released resnet_s.py's subsampled input concatenated with itself (see layers.models.aconv_nets).
+    padding: Literal["symmetric", "tf_same"] = "symmetric"
+    shortcut: Literal["projection", "released"] = "projection"
 
     def build_knobs(self) -> dict[str, Any]:
         """Keyword arguments for ``layers.build_model`` that apply to this method."""
@@ -89,6 +101,8 @@ class LayerSpec(_Frozen):
             knobs.update(sigma_pattern=self.sigma_pattern)
         if self.method == "coc":
             knobs.update(sa=self.sa, skp=self.skp, sl=self.sl, skip=self.skip, dilate=self.dilate, c1x1=self.c1x1)
+            if self.coc_pad != "zeros":  # only when set: the knobs of trials run before it stay the same
+                knobs.update(coc_pad=self.coc_pad)
         if self.method == "aconv":
             knobs.update(aconv_sigma_init=self.aconv_sigma_init)
         if self.kernel_size is not None:
@@ -99,6 +113,10 @@ class LayerSpec(_Frozen):
             knobs.update(dropout=self.dropout)
         if self.init != "torch":
             knobs.update(init=self.init)
+        if self.padding != "symmetric":
+            knobs.update(padding=self.padding)
+        if self.shortcut != "projection":
+            knobs.update(shortcut=self.shortcut)
         return knobs
 
 
@@ -132,18 +150,40 @@ class ScheduleSpec(_Frozen):
     ``plateau`` multiplies the lr by ``gamma`` when the validation loss has not improved for more than
     ``patience`` evaluations, never below ``end_lr`` (ACONV simple net: ``gamma: 0.9, patience: 10``;
     otherwise torch's ReduceLROnPlateau with its defaults).
+    A warm-up lasts ``warmup_epochs`` epochs or ``warmup_iters`` optimiser steps (not both), shaped by
+    ``warmup``: ``linear`` ramps up, ``constant`` runs at ``warmup_ratio`` x the schedule's lr (mmcv's
+    ``warmup='constant'``, whose default ratio is 0.1: CoC's released light-model configs).
     """
 
     name: Literal["constant", "step", "multistep", "exponential", "poly", "onecycle", "cosine", "plateau"] = (
         "constant"
     )
     milestones: tuple[PositiveInt, ...] = ()
+
+    @field_validator("milestones")
+    @classmethod
+    def _milestones_increase(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(b <= a for a, b in zip(value, value[1:])):
+            raise ValueError(f"milestones must be strictly increasing epochs (got {list(value)}; allowed: e.g. "
+                             f"{sorted(set(value))})")
+        return value
     step_size: PositiveInt = 30
     gamma: PositiveFloat = 0.1
     power: PositiveFloat = 0.9
     end_lr: NonNegativeFloat = 0.0
     warmup_epochs: Annotated[int, Field(ge=0)] = 0
+    warmup_iters: Annotated[int, Field(ge=0)] = 0
+    warmup: Literal["linear", "constant"] = "linear"
+    warmup_ratio: Annotated[float, Field(gt=0, le=1)] = 0.1  # constant warm-up only
     patience: Annotated[int, Field(ge=0)] = 10  # plateau: evaluations without improvement before a cut
+
+    @field_validator("warmup_iters")
+    @classmethod
+    def _one_warmup_length(cls, value: int, info: ValidationInfo) -> int:
+        if value and info.data.get("warmup_epochs"):
+            raise ValueError(f"set warmup_epochs or warmup_iters, not both (got warmup_epochs="
+                             f"{info.data['warmup_epochs']}, warmup_iters={value})")
+        return value
 
 
 class RecipeSpec(_Frozen):
@@ -218,11 +258,14 @@ class StorageSpec(_Frozen):
 
 
 class EvaluateSpec(_Frozen):
-    """An evaluation sweep: re-evaluates the final checkpoints of another sweep's FINISHED runs."""
+    """An evaluation sweep: re-evaluates the checkpoints of another sweep's FINISHED runs."""
 
     source_sweep: Name
     where: dict[str, Any] = {}
     transforms: tuple[EvalTransform, ...] = ("rot0",)
+    # which weights of each source run: its final epoch's, or its best epoch's by val_top1 (the weights
+    # behind a table's best top-1, as GMConv Table 4's Rotate 0 equals Table 2's top-1)
+    checkpoint: EvalCheckpoint = "last"
 
 
 class TrainBase(_Frozen):
@@ -261,6 +304,9 @@ class TrialSpec(TrainBase):
     resources: ResourcesSpec = ResourcesSpec()
     evaluate_source: str | None = None  # trial dir of the run an evaluation trial re-evaluates
     transforms: tuple[EvalTransform, ...] = ()
+    # "last" stays the default: a default is left out of the trial key, so the evaluation trials run
+    # before this knob existed keep their keys (and they did evaluate the last checkpoint)
+    evaluate_checkpoint: EvalCheckpoint = "last"
 
     @property
     def world_size(self) -> int:

@@ -252,7 +252,7 @@ def _evaluation_trials(spec: SweepSpec) -> list[TrialSpec]:
             if not _matches(data, spec.evaluate.where):
                 continue
             data.update(sweep=spec.name, evaluate_source=str(tdir.path), transforms=list(spec.evaluate.transforms),
-                        resources=spec.resources.model_dump(mode="json"))
+                        evaluate_checkpoint=spec.evaluate.checkpoint, resources=spec.resources.model_dump(mode="json"))
             if spec.base.dataset.root is not None:  # this machine's copy of the data
                 data["dataset"]["root"] = spec.base.dataset.root
             trials.append(TrialSpec.model_validate(data))

@@ -4,17 +4,20 @@ The cost is an estimate in GPU-hours: per trial ``epochs x resources.hours_per_e
 the GPUs held are ``nodes x gpus_per_node`` (a CPU-only trial holds none). ``hours_per_epoch`` is the user's
 own figure (there is no way to know it from the file); without it the estimate is reported as unknown
 rather than guessed. An evaluation trial trains nothing: its cost is counted as one pass per transform, each
-priced like an epoch. ``render_plan`` builds a ``rich`` table; printing it is the CLI's job.
+priced like an epoch. An evaluation sweep whose source sweep has no finished run yet has no trials: its plan
+says so instead of pricing nothing. ``render_plan`` builds a ``rich`` table; printing it is the CLI's job.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from rich.table import Table
 
 from orchestrator.config import SweepSpec, TrialSpec
 from orchestrator.expand import expand
+from orchestrator.trialdir import TrialDir
 
 __all__ = ["Plan", "PlanRow", "plan", "render_plan"]
 
@@ -41,13 +44,16 @@ class Plan:
     gpu_hours: float | None
     trial_hours: float | None  # sum of the trials' wall-clock hours (run one at a time)
     max_concurrent_trials: int
+    no_trials_because: str | None = None  # an evaluation sweep without trials: why, and when they appear
 
     @property
     def n_trials(self) -> int:
         return len(self.rows)
 
     def summary(self) -> str:
-        """One line: trials, epochs, GPU-hours (or why they are unknown)."""
+        """One line: trials, epochs, GPU-hours (or why they are unknown, or why there are no trials yet)."""
+        if not self.rows and self.no_trials_because:
+            return self.no_trials_because
         epochs = sum(r.epochs for r in self.rows)
         parts = [f"{self.n_trials} trial{'s' * (self.n_trials != 1)}", f"{epochs} epochs in total"]
         if self.gpu_hours is None:
@@ -85,7 +91,21 @@ def plan(sweep: SweepSpec, trials: list[TrialSpec] | None = None) -> Plan:
         trial_hours = sum(_epochs(t) * t.resources.hours_per_epoch for t in trials)  # type: ignore[operator]
     return Plan(sweep=sweep.name, rows=tuple(rows), varying=varying,
                 gpu_hours=sum(r.gpu_hours for r in rows) if known else None,  # type: ignore[misc]
-                trial_hours=trial_hours, max_concurrent_trials=sweep.tune.max_concurrent_trials)
+                trial_hours=trial_hours, max_concurrent_trials=sweep.tune.max_concurrent_trials,
+                no_trials_because=_why_no_evaluation_trials(sweep) if sweep.evaluate and not rows else None)
+
+
+def _why_no_evaluation_trials(sweep: SweepSpec) -> str:
+    # An evaluation sweep's trials are found, not expanded: "0 trials, CPU-only" would read as a finished plan.
+    assert sweep.evaluate is not None
+    source = sweep.evaluate.source_sweep
+    folder = Path(sweep.storage.root) / source
+    done = sum(TrialDir(p).is_done for p in folder.iterdir()) if folder.is_dir() else 0
+    if not done:
+        return (f"0 trials yet: the source sweep {source!r} has no finished runs in {folder}; its evaluation "
+                f"trials appear once it has (run {source!r} first, with the same storage.root)")
+    return (f"0 trials: none of the {done} finished runs of the source sweep {source!r} in {folder} matches "
+            f"evaluate.where {sweep.evaluate.where}")
 
 
 def render_plan(sweep: SweepSpec | Plan, trials: list[TrialSpec] | None = None) -> Table:

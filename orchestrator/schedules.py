@@ -18,9 +18,11 @@ poly and one-cycle are smooth in the iteration. The scheduler's state is then a 
 - plateau:     a factor, 1 at the start, multiplied by gamma (never below end) each time the validation
                loss has not improved for more than ``patience`` evaluations (ACONV simple net, Sec. 4.2:
                x0.9 after 10 epochs without improvement)
-(``end`` = end_lr / lr.) Optional linear warmup multiplies any of them by ``min(1, (t + 1) / W)`` over the
-first ``W = warmup_epochs * steps_per_epoch`` steps, so milestones stay at the epochs the papers name
-(Goyal et al.'s gradual warmup).
+(``end`` = end_lr / lr.) Optional warmup multiplies any of them over the first ``W`` steps, ``W =
+warmup_epochs * steps_per_epoch`` or ``warmup_iters``, so milestones stay at the epochs the papers name:
+``linear`` by ``(t + 1) / W`` (Goyal et al.'s gradual warmup), ``constant`` by ``warmup_ratio`` (mmcv's
+``warmup='constant'``: the regular lr of step t times the ratio, as CoC's released light-model configs run
+it for 5,000 iterations).
 
 The plateau schedule depends on the data, so it is not a function of the step alone: ``PlateauLR`` is the
 LambdaLR above with its factor as state, and ``observe(val_loss)`` (the trainer calls it after every
@@ -55,7 +57,7 @@ def lr_multiplier(spec: ScheduleSpec, base_lr: float, epochs: int, steps_per_epo
         raise ValueError(f"epochs and steps_per_epoch must be >= 1 (got {epochs}, {steps_per_epoch})")
     total = epochs * steps_per_epoch
     end = spec.end_lr / base_lr
-    warmup_steps = spec.warmup_epochs * steps_per_epoch
+    warmup_steps = spec.warmup_epochs * steps_per_epoch or spec.warmup_iters
     milestones = sorted(spec.milestones)
 
     def main(step: int) -> float:
@@ -81,7 +83,7 @@ def lr_multiplier(spec: ScheduleSpec, base_lr: float, epochs: int, steps_per_epo
     def multiplier(step: int) -> float:
         factor = main(step)
         if step < warmup_steps:
-            factor *= (step + 1) / warmup_steps
+            factor *= spec.warmup_ratio if spec.warmup == "constant" else (step + 1) / warmup_steps
         return factor
 
     return multiplier

@@ -63,6 +63,7 @@ class Cell:
     summary: Summary = summarize(())
     expected_n: int | None = None
     published: float | None = None
+    published_extra: dict[str, str] = field(default_factory=dict)  # reference.extra label -> the CSV's text
     baseline_mean: float | None = None
     is_baseline: bool = False
     t: float = math.nan
@@ -87,6 +88,9 @@ class Table:
     published_extras: dict[tuple[Key, str], float]
     runs_used: int
     runs_skipped: int
+    # (row, extra header) -> (column, value) for each column, where the columns' values differ (ResNet-18 has
+    # 11.17 M params on CIFAR-10, 11.22 M on CIFAR-100: the classifier differs)
+    extras_by_column: dict[tuple[Key, str], list[tuple[Key, float]]] = field(default_factory=dict)
 
     @property
     def missing(self) -> int:
@@ -96,6 +100,8 @@ class Table:
 # ---------------------------------------------------------------------------------------------- build
 def _metric_value(rec: RunRecord, metric: MetricSpec, client: Any) -> float | None:
     name = metric.name
+    if metric.reduce == "at_best":
+        return _value_at_best(rec, metric, client)
     summary_name = {"best": f"best_{name}", "final": f"final_{name}", "min": f"min_{name}"}[metric.reduce]
     if summary_name in rec.metrics:
         return float(rec.metrics[summary_name])
@@ -107,7 +113,28 @@ def _metric_value(rec: RunRecord, metric: MetricSpec, client: Any) -> float | No
         raise ValueError(f"metric {name!r}: reduce {metric.reduce!r} needs the summary metric {summary_name!r} "
                          f"or an MLflow client for the history (got client=None)")
     history = [m.value for m in client.get_metric_history(rec.run_id, name)]
+    if not history:
+        return None
     return max(history) if metric.reduce == "best" else min(history)
+
+
+def _value_at_best(rec: RunRecord, metric: MetricSpec, client: Any) -> float | None:
+    """``metric.name`` at the first epoch where ``metric.of`` is highest; None when either was never logged."""
+    name, of = metric.name, metric.of
+    assert of is not None  # MetricSpec pairs `of` with at_best
+    if name not in rec.metrics or of not in rec.metrics:
+        return None
+    if client is None:
+        raise ValueError(f"metric {name!r}: reduce 'at_best' reads the per-epoch histories of {name!r} and {of!r}, "
+                         f"which needs an MLflow client (got client=None)")
+    # step = epoch (orchestrator.tracking); an epoch logged twice keeps its later value
+    ofs = {int(m.step): float(m.value) for m in client.get_metric_history(rec.run_id, of)
+           if not math.isnan(m.value)}
+    if not ofs:
+        return None
+    best_epoch = max(ofs, key=lambda step: (ofs[step], -step))
+    values = {int(m.step): float(m.value) for m in client.get_metric_history(rec.run_id, name)}
+    return values.get(best_epoch)
 
 
 def _ordered(keys: Iterable[Key], first: Sequence[Key], params: Sequence[str],
@@ -133,7 +160,8 @@ def _load_reference(spec: TableSpec, reference_dir: str | Path | None) -> list[d
         raise ValueError(f"table.reference.file: no such CSV {str(path)!r} (got {spec.reference.file!r})")
     with path.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
-    missing = {*spec.reference.match.values(), *spec.reference.values.values()} - set(rows[0] if rows else {})
+    missing = ({*spec.reference.match.values(), *spec.reference.values.values(), *spec.reference.extra.values()}
+               - set(rows[0] if rows else {}))
     if missing:
         raise ValueError(f"table.reference: {path.name} lacks columns {sorted(missing)} "
                          f"(got columns {sorted(rows[0]) if rows else []})")
@@ -151,6 +179,21 @@ def _published(spec: TableSpec, ref_rows: list[dict[str, str]], values: Mapping[
             text = row[ref.values[header]].strip()
             return float(text) if text else None
     return None
+
+
+def _published_extra(spec: TableSpec, ref_rows: list[dict[str, str]], values: Mapping[str, str], header: str,
+                     params: Sequence[str]) -> dict[str, str]:
+    """The ``reference.extra`` columns of the CSV row that holds ``header``'s published value, as printed."""
+    ref = spec.reference
+    if ref is None or not ref.extra or header not in ref.values:
+        return {}
+    for row in ref_rows:
+        if all(canon(ref.value_map.get(p, {}).get(values[p], values[p])) == canon(row[ref.match[p]])
+               for p in params if p in ref.match):
+            if not row[ref.values[header]].strip():
+                return {}
+            return {label: row[column].strip() for label, column in ref.extra.items()}
+    return {}
 
 
 def build_table(spec: TableSpec, runs: Iterable[Any], *, sweep: str | None = None,
@@ -198,24 +241,31 @@ def build_table(spec: TableSpec, runs: Iterable[Any], *, sweep: str | None = Non
                 vals = [v for v in (_metric_value(rec, metric, client) for rec in recs) if v is not None]
                 cells[(r, c, metric.header)] = Cell(
                     values=vals, summary=summarize(vals), expected_n=counts.get((r, c)),
-                    published=_published(spec, ref_rows, values, metric.header, layout))
+                    published=_published(spec, ref_rows, values, metric.header, layout),
+                    published_extra=_published_extra(spec, ref_rows, values, metric.header, layout))
     _compare_with_baseline(spec, cells, row_keys, col_keys)
 
     extras: dict[tuple[Key, str], float] = {}
     published_extras: dict[tuple[Key, str], float] = {}
+    by_column: dict[tuple[Key, str], list[tuple[Key, float]]] = {}
     for r in row_keys:
         values = dict(zip(spec.rows, r))
         for extra in spec.extra_metrics:
-            # one figure per row, as the papers print it: the first column that has runs (e.g. CIFAR-10)
+            # one figure per row, as the papers print it (the first column that has runs, e.g. CIFAR-10),
+            # unless the columns' figures differ at the printed precision: then each column's
+            per_column = []
             for c in col_keys:
                 got = [float(rec.metrics[extra.name]) for rec in grouped.get((r, c), []) if extra.name in rec.metrics]
                 if got:
-                    extras[(r, extra.header)] = sum(got) / len(got) * extra.scale
-                    break
+                    per_column.append((c, sum(got) / len(got) * extra.scale))
+            if per_column:
+                extras[(r, extra.header)] = per_column[0][1]
+                if len({round(v, extra.digits) for _, v in per_column}) > 1:
+                    by_column[(r, extra.header)] = per_column
             pub = _published(spec, ref_rows, values, extra.header, spec.rows)
             if pub is not None:
                 published_extras[(r, extra.header)] = pub
-    return Table(spec, row_keys, col_keys, cells, extras, published_extras, used, skipped)
+    return Table(spec, row_keys, col_keys, cells, extras, published_extras, used, skipped, by_column)
 
 
 def _compare_with_baseline(spec: TableSpec, cells: dict[tuple[Key, Key, str], Cell], row_keys: list[Key],
@@ -250,8 +300,10 @@ def render(table: Table, fmt: str = "md") -> str:
 
 def needed_keys(spec: TableSpec) -> tuple[list[str], list[str], dict[str, str]]:
     """What ``build_table`` reads for ``spec``: params, metrics, and {summary metric: raw metric} fallbacks."""
-    fallback = {f"{m.reduce}_{m.name}": m.name for m in spec.metrics}
-    return [*spec.rows, *spec.columns], [*fallback, *(e.name for e in spec.extra_metrics)], fallback
+    fallback = {f"{m.reduce}_{m.name}": m.name for m in spec.metrics if m.reduce != "at_best"}
+    # at_best reads histories; the latest values only tell which runs logged both metrics at all
+    raw = [key for m in spec.metrics if m.reduce == "at_best" for key in (m.name, str(m.of))]
+    return [*spec.rows, *spec.columns], [*fallback, *raw, *(e.name for e in spec.extra_metrics)], fallback
 
 
 def expected_layout(sweep: Any) -> list[dict[str, str]]:

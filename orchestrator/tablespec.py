@@ -11,11 +11,11 @@ each GMConv row with the StdConv row of the same model (GMConv Table 1, ACONV Ta
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["ExtraMetricSpec", "MetricSpec", "ReferenceSpec", "TableSpec"]
+__all__ = ["ExtraMetricSpec", "MarksSpec", "MetricSpec", "ReferenceSpec", "TableSpec"]
 
 
 class _Frozen(BaseModel):
@@ -27,16 +27,26 @@ class MetricSpec(_Frozen):
 
     ``best`` uses the run's logged ``best_<name>`` summary metric when there is one (the trainer logs
     ``best_val_top1``), ``final`` the ``final_<name>`` summary or else the latest logged value; anything else
-    falls back to the run's metric history.
+    falls back to the run's metric history. ``at_best`` reads the metric at the epoch where the metric ``of``
+    is highest (the first such epoch, as the trainer picks its best epoch), from both per-epoch histories
+    (step = epoch): the top-5 of the epoch whose top-1 a table reports as best (GMConv Table 2).
     """
 
     name: str = "val_top1"
-    reduce: Literal["best", "final", "min"] = "best"
+    reduce: Literal["best", "final", "min", "at_best"] = "best"
+    of: str | None = None  # at_best: the metric whose best epoch is read
     label: str | None = None  # column header; default: the metric name
 
     @property
     def header(self) -> str:
         return self.label or self.name
+
+    @model_validator(mode="after")
+    def _of_goes_with_at_best(self) -> MetricSpec:
+        if (self.reduce == "at_best") != (self.of is not None):
+            raise ValueError(f"table.metrics: `of` names the metric whose best epoch `reduce: at_best` reads, and "
+                             f"goes with it alone (got reduce={self.reduce!r}, of={self.of!r})")
+        return self
 
 
 class ExtraMetricSpec(_Frozen):
@@ -65,6 +75,17 @@ class ReferenceSpec(_Frozen):
     match: dict[str, str]  # trial param (dotted, a row or column param) -> CSV column holding the same value
     values: dict[str, str] = {}  # metric/extra header -> CSV column with the published value
     value_map: dict[str, dict[str, str]] = {}  # param -> {run value: CSV value} where the spellings differ
+    # more published columns printed as given beside each published metric value, label -> CSV column:
+    # ACONV's std, max, t and p, CoC's ± over its seeds, GMConv Table 3's number of sigmas
+    extra: dict[str, str] = {}
+
+
+class MarksSpec(_Frozen):
+    """The marks the papers print, applied to our numbers (md, latex and html; csv stays plain)."""
+
+    best: bool = False  # bold the best mean of each column and metric (higher is better)...
+    best_within: list[str] = []  # ...among the rows that share these row params (e.g. [model]: per backbone)
+    significance: Annotated[float, Field(gt=0, lt=1)] | None = None  # asterisk on p-values below this
 
 
 class TableSpec(_Frozen):
@@ -81,6 +102,7 @@ class TableSpec(_Frozen):
     test: Literal["none", "welch", "student"] = "none"
     labels: dict[str, dict[Any, str]] = {}  # param -> {value: printed label}, e.g. resnet20 -> ResNet-20; 5 finds "5.0"
     digits: int = Field(default=2, ge=0, le=8)
+    marks: MarksSpec = MarksSpec()
 
     @model_validator(mode="after")
     def _keys_are_layout_params(self) -> TableSpec:
@@ -105,6 +127,9 @@ class TableSpec(_Frozen):
                         f"table.reference.values: {header!r} is not a metric or extra metric header "
                         f"(allowed: {sorted(headers)})"
                     )
+        unknown = [p for p in self.marks.best_within if p not in self.rows]
+        if unknown:
+            raise ValueError(f"table.marks.best_within: {unknown} are not row params (allowed: {self.rows})")
         if self.test != "none" and not self.baseline:
             raise ValueError(f"table.test: {self.test!r} needs a table.baseline to test against (got baseline=None)")
         return self

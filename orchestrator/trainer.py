@@ -9,6 +9,12 @@ rank and continues with the next epoch at the same scheduler position; epochs al
 trained again. A ``plateau`` schedule observes each evaluation's val loss (all-reduced, so every rank cuts
 the lr alike) before the epoch's checkpoint, which therefore holds its patience count.
 
+Best epoch: whenever an evaluation beats every earlier one on val_top1 (the first of equal ones stays best),
+rank 0 also writes that epoch's weights to ``checkpoints/best.pt``, after ``last.pt``, so evaluation trials
+can re-evaluate the weights behind ``best_val_top1``. A resume puts ``best.pt`` back in step with the
+checkpoint it resumes from (a crash between the two writes leaves it one best epoch behind; a fallback to
+``prev.pt`` can find it one ahead).
+
 Randomness: at the start of every epoch each rank reseeds Python, NumPy and torch from (seed, rank, epoch),
 so the numbers a rank draws in an epoch do not depend on whether the run was interrupted before it. The
 checkpoint also records rank 0's generator states (``checkpoint.rng_state``) at the end of the epoch; rank 0
@@ -41,7 +47,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 import layers
 import pipelines
-from orchestrator.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from orchestrator.checkpoint import checkpoint_epoch, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from orchestrator.config import TrialSpec
 from orchestrator.distributed import DistInfo, all_reduce_sum, barrier, broadcast_buffers
 from orchestrator.optim import build_optimizer
@@ -225,10 +231,31 @@ class Trainer:
         self.best_top1, self.best_epoch, self.last_val = state["best_val_top1"], state["best_epoch"], state["last_val"]
         if self.dist.is_main:
             set_rng_state(state["rng"])
+            self._restore_best(epoch, state.get("metrics") or {})
             # The crash may have come between the checkpoint and its metrics line: write the line now.
             if epoch not in {int(r["epoch"]) for r in self.trial_dir.iter_metrics()} and state.get("metrics"):
                 self.trial_dir.append_metrics(state["metrics"])
         log.info("resuming at epoch %d of %d", self.start_epoch, self.spec.recipe.epochs)
+
+    def _restore_best(self, epoch: int, record: dict[str, Any]) -> None:
+        """Make ``best.pt`` hold ``self.best_epoch``'s weights, as the checkpoint of ``epoch`` just loaded knows it."""
+        if not self.best_epoch:
+            return  # nothing evaluated yet: the first evaluation overwrites whatever is there
+        td = self.trial_dir
+        if checkpoint_epoch(td.best_checkpoint) == self.best_epoch:
+            return
+        if checkpoint_epoch(td.prev_best_checkpoint) == self.best_epoch:
+            # best.pt is of an epoch after the one resumed (last.pt was unreadable): it will be trained again
+            os.replace(td.prev_best_checkpoint, td.best_checkpoint)
+        elif self.best_epoch == epoch:
+            # the crash came between last.pt and best.pt: the weights just loaded are the best ones
+            save_checkpoint(self._best_state(epoch, record), td.best_checkpoint, td.prev_best_checkpoint)
+        else:
+            log.warning("best.pt: no checkpoint holds the best epoch %d's weights (trained before convsweep kept "
+                        "them?); evaluation trials with evaluate.checkpoint: best will refuse this trial until a "
+                        "later epoch beats it", self.best_epoch)
+            return
+        log.info("best.pt: restored the best epoch %d's weights", self.best_epoch)
 
     # -- one epoch ---------------------------------------------------------------------------------------
     def _train_epoch(self, epoch: int) -> dict[str, float]:
@@ -284,6 +311,17 @@ class Trainer:
             "spec": self.spec.model_dump(mode="json"),
         }
 
+    def _best_state(self, epoch: int, record: dict[str, Any]) -> dict[str, Any]:
+        # weights only: best.pt is for evaluation, resuming always starts from last.pt
+        return {
+            "epoch": epoch,
+            "model": self.model.state_dict(),
+            "val_top1": record.get("val_top1"),
+            "val_top5": record.get("val_top5"),
+            "mlflow_run_id": self.trial_dir.read_run_id(),
+            "spec": self.spec.model_dump(mode="json"),
+        }
+
     def _inject_faults(self, epoch: int, crash_armed: bool) -> None:
         for fault in self.faults:
             if fault.kind == "sleep":
@@ -322,6 +360,9 @@ class Trainer:
             if dist.is_main:
                 state = self._checkpoint_state(epoch, record)
                 save_checkpoint(state, self.trial_dir.last_checkpoint, self.trial_dir.prev_checkpoint)
+                if self.best_epoch == epoch:  # after last.pt, which records this epoch as the best one
+                    td = self.trial_dir
+                    save_checkpoint(self._best_state(epoch, record), td.best_checkpoint, td.prev_best_checkpoint)
                 self.trial_dir.append_metrics(record)
             log.info(
                 "epoch %d/%d loss %.4f train_top1 %.2f val_top1 %s lr %.3g %.1fs",

@@ -11,6 +11,7 @@ Layout (``<storage root>/<sweep>/<trial_key>/``)::
     spec.json           resolved TrialSpec (driver, before submit)
     mlflow_run_id       the trial's MLflow run (driver, before submit)
     checkpoints/last.pt checkpoints/prev.pt  (rank 0, atomic)
+    checkpoints/best.pt checkpoints/best_prev.pt  the best epoch's weights by val_top1 (rank 0, atomic)
     metrics.jsonl       one object per finished epoch (rank 0)
     summary.json        final figures (rank 0)
     job.log             the job's log
@@ -74,6 +75,14 @@ class TrialDir:
     @property
     def prev_checkpoint(self) -> Path:
         return self.checkpoint_dir / "prev.pt"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.checkpoint_dir / "best.pt"
+
+    @property
+    def prev_best_checkpoint(self) -> Path:
+        return self.checkpoint_dir / "best_prev.pt"
 
     @property
     def metrics_path(self) -> Path:

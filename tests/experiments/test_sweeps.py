@@ -135,6 +135,8 @@ def test_rotation_sweep_evaluates_the_table2_alexnets(paper_env, table2_done):
     assert sorted(t.layer.method for t in trials) == ["gmconv", "s-gmconv", "stdconv"]
     assert all(t.transforms == ("rot0", "rot45", "rot90", "rot135", "rot180", "flip_ud") for t in trials)
     assert all(t.evaluate_source and Path(t.evaluate_source).parent.name == "gmconv-table2-imagenet" for t in trials)
+    # the paper's Rotate 0 equals Table 2's best top-1: the best epoch's weights are the ones rotated
+    assert all(t.evaluate_checkpoint == "best" for t in trials)
 
 
 def test_unset_data_root_names_the_variable(monkeypatch):
@@ -190,3 +192,42 @@ def test_expected_layout_shortcut_equals_the_full_expansion(stem):
         keys = [*sweep.table.rows, *sweep.table.columns]
         full = sorted(tuple(t.flat_params()[k] for k in keys) for t in expand(sweep))
         assert sorted(tuple(p[k] for k in keys) for p in expected_layout(sweep)) == full
+
+
+def test_aconv_sweeps_pad_and_shortcut_as_the_released_keras_code():
+    """Table 3 pads as TF's 'same' (its downsampling convs have stride 2); Table 2's convs all have stride 1,
+    where 'same' is the symmetric padding, so it keeps the default; Table 3's paper profile uses resnet_s.py's
+    weightless shortcut."""
+    for profile in ("paper", "smoke"):
+        trials = expand(load_sweep(_file("aconv_table3_resnet"), profile, check=False))
+        assert {t.layer.padding for t in trials} == {"tf_same"}
+        trials = expand(load_sweep(_file("aconv_table2_simple"), profile, check=False))
+        assert {t.layer.padding for t in trials} == {"symmetric"}
+    paper = expand(load_sweep(_file("aconv_table3_resnet"), "paper", check=False))
+    assert {t.layer.shortcut for t in paper} == {"released"}
+    assert all(t.layer.build_knobs()["shortcut"] == "released" for t in paper)
+
+
+def test_coc_table1_runs_the_released_hrnet18s_and_light_recipe():
+    """HRNet18-s is timm's hrnet_w18_small_v2 (configs/hrnet18s); the light models follow the released
+    *-b128x8-linearlr_bn_nowd configs: lr 0.5 at a global batch of 1024, poly power 1 to 0 per iteration,
+    constant warm-up of 5,000 iterations at 0.1 x, no weight decay on norm layers."""
+    sweep = load_sweep(_file("coc_table1_imagenet"), "paper", check=False)
+    trials = expand(sweep)
+    assert {t.model for t in trials} >= {"hrnet_w18_small_v2"} and "hrnet_w18_small" not in {t.model for t in trials}
+    reference = (EXPERIMENTS / sweep.table.reference.file).read_text()
+    assert reference.count(",hrnet_w18_small_v2,") == 5 and ",hrnet_w18_small," not in reference
+    light = [t for t in trials if t.model in ("shufflenet_v2_x1_0", "mobilenet_v3_small")]
+    assert len(light) == 4
+    for t in light:
+        opt, sched = t.recipe.optimizer, t.recipe.schedule
+        assert (opt.lr, opt.weight_decay, opt.nesterov, opt.no_bn_weight_decay) == (0.5, 4e-5, False, True)
+        assert t.recipe.batch_size * t.world_size == 1024
+        assert (sched.name, sched.power, sched.end_lr) == ("poly", 1.0, 0.0)
+        assert (sched.warmup, sched.warmup_iters, sched.warmup_ratio, sched.warmup_epochs) == ("constant", 5000, 0.1, 0)
+        assert t.recipe.epochs == 300
+    heavy = [t for t in trials if t not in light]
+    assert all(t.recipe.schedule.warmup_iters == 0 and not t.recipe.optimizer.no_bn_weight_decay for t in heavy)
+    assert {t.layer.orth_weight for t in trials} == {0.1}
+    header = _file("coc_table1_imagenet").read_text().split("\nname:")[0]
+    assert "orth_weight 0.1" in header and "5,000" in header

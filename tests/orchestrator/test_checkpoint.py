@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from orchestrator.checkpoint import load_checkpoint, read_checkpoint, rng_state, save_checkpoint, set_rng_state
+from orchestrator.checkpoint import (checkpoint_epoch, load_checkpoint, read_checkpoint, rng_state, save_checkpoint,
+                                     set_rng_state)
 
 
 def paths(tmp_path: Path) -> tuple[Path, Path]:
@@ -59,6 +60,20 @@ def test_missing_last_uses_prev_and_nothing_gives_none(tmp_path: Path) -> None:
     assert load_checkpoint(last, prev)["epoch"] == 1
     prev.write_bytes(b"")
     assert load_checkpoint(last, prev) is None
+
+
+def test_a_wanted_epoch_skips_checkpoints_of_other_epochs(tmp_path: Path) -> None:
+    # best.pt/best_prev.pt: a file a crash left one best epoch ahead must not be taken for the best epoch
+    best, prev_best = tmp_path / "best.pt", tmp_path / "best_prev.pt"
+    assert checkpoint_epoch(best) is None
+    save_checkpoint(state(2), best, prev_best)
+    save_checkpoint(state(5), best, prev_best)
+    assert (checkpoint_epoch(best), checkpoint_epoch(prev_best)) == (5, 2)
+    assert load_checkpoint(best, prev_best)["epoch"] == 5
+    assert load_checkpoint(best, prev_best, epoch=2)["epoch"] == 2
+    assert load_checkpoint(best, prev_best, epoch=3) is None
+    best.write_bytes(b"")
+    assert checkpoint_epoch(best) is None and load_checkpoint(best, prev_best, epoch=5) is None
 
 
 def test_rng_state_round_trip_through_a_checkpoint(tmp_path: Path) -> None:

@@ -275,3 +275,27 @@ def test_error_inside_a_union_member_is_precise():
     with pytest.raises(ConfigError) as info:
         expand(sweep(grid={"layer.aconv_sigma_init": [[0.1, -0.5]]}))
     assert str(info.value) == "grid.layer.aconv_sigma_init[1]: must be > 0.0 (got -0.5; allowed: > 0.0)"
+
+
+def test_aconv_padding_and_shortcut_knobs_keep_default_keys():
+    """padding/shortcut at their defaults stay out of build_knobs and of the key; set, they reach build_model."""
+    import typing
+
+    from layers.models.aconv_nets import PADDINGS, SHORTCUTS
+
+    assert typing.get_args(LayerSpec.model_fields["padding"].annotation) == PADDINGS
+    assert typing.get_args(LayerSpec.model_fields["shortcut"].annotation) == SHORTCUTS
+    trial = expand(sweep(base={"model": "aconv_resnet", "layer": {"method": "aconv"}}))[0]
+    assert "padding" not in trial.layer.build_knobs() and "shortcut" not in trial.layer.build_knobs()
+    explicit = trial.model_copy(update={"layer": trial.layer.model_copy(
+        update={"padding": "symmetric", "shortcut": "projection"})})
+    assert explicit.trial_key == trial.trial_key
+    released = trial.model_copy(update={"layer": trial.layer.model_copy(
+        update={"padding": "tf_same", "shortcut": "released"})})
+    assert released.layer.build_knobs()["padding"] == "tf_same"
+    assert released.layer.build_knobs()["shortcut"] == "released"
+    assert released.trial_key != trial.trial_key
+    check_sweep(sweep(base={"model": "aconv_resnet", "layer": {"method": "aconv", "padding": "tf_same",
+                                                               "shortcut": "released"}}))
+    with pytest.raises(ConfigError, match="padding"):
+        check_sweep(sweep(base={"layer": {"padding": "tf_same"}}))  # resnet20 has no padding knob

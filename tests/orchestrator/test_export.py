@@ -30,7 +30,8 @@ def recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "small.yaml"
     path.write_text(yaml.safe_dump({
         "name": "export-small",
-        "tracking": {"uri": "sqlite:///mlruns.db"},
+        # absolute: MLflow caches a store per URI string, so a relative one would follow the first test's cwd
+        "tracking": {"uri": f"sqlite:///{tmp_path / 'mlruns.db'}"},
         "storage": {"root": "runs"},
         "base": {"model": "resnet20", "dataset": {"name": "digits"}, "recipe": {"epochs": 3}},
         "grid": {"layer.method": ["stdconv", "gmconv", "coc"]},

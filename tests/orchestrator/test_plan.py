@@ -73,3 +73,27 @@ def test_plan_of_given_trials():
     spec = sweep()
     trials = expand(spec)[:3]
     assert plan(spec, trials).n_trials == 3
+
+
+def test_evaluation_sweep_says_its_source_has_not_run_yet(tmp_path, capsys):
+    from orchestrator.cli import main
+    from orchestrator.trialdir import TrialDir
+
+    (tmp_path / "rot.yaml").write_text(
+        f"name: rot\nstorage: {{root: {tmp_path}}}\nresources: {{gpus_per_node: 1}}\n"
+        "evaluate: {source_sweep: table2, where: {model: alexnet}, checkpoint: best}\n")
+    assert main(["plan", str(tmp_path / "rot.yaml")]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps the caption
+    assert "the source sweep 'table2' has no finished runs" in out and "trials appear once it has" in out
+    assert "CPU-only" not in out and "GPU-hours" not in out
+
+    # a finished source run that evaluate.where leaves out: the plan names the filter instead
+    spec = SweepSpec.model_validate({"name": "rot", "storage": {"root": str(tmp_path)},
+                                     "evaluate": {"source_sweep": "table2", "where": {"model": "alexnet"}}})
+    source = SweepSpec.model_validate({"name": "table2", "storage": {"root": str(tmp_path)}})
+    [trial] = expand(source)
+    done = TrialDir.for_trial(tmp_path, "table2", trial.trial_key)
+    done.create()
+    done.write_spec(trial.model_dump(mode="json"))
+    done.mark_done()
+    assert plan(spec).summary().startswith("0 trials: none of the 1 finished runs of the source sweep 'table2'")

@@ -199,3 +199,28 @@ def test_plateau_state_round_trips_through_weights_only_load() -> None:
         sched2.observe(loss)
     assert resumed == pytest.approx(full[-3:])
     assert full[-1] == pytest.approx(0.1 * 0.9**2)  # the third bad evaluation after 0.8 cuts again
+
+
+def test_constant_warmup_in_iterations_as_mmcv() -> None:
+    # CoC's released light-model configs: poly (mmcv's default power 1, min_lr 0) per iteration, lr 0.5,
+    # warmup='constant' for warmup_iters with mmcv's default warmup_ratio 0.1: regular lr x 0.1 until then.
+    spec = ScheduleSpec(name="poly", power=1.0, end_lr=0.0, warmup="constant", warmup_iters=7)
+    lrs = lr_curve(spec, 0.5, epochs=4, steps_per_epoch=5)
+    total = 20
+    want = [0.5 * (1 - t / total) * (0.1 if t < 7 else 1.0) for t in range(total)]
+    assert lrs == pytest.approx(want)
+    assert lrs[6] == pytest.approx(0.5 * (1 - 6 / 20) * 0.1) and lrs[7] == pytest.approx(0.5 * (1 - 7 / 20))
+
+
+def test_warmup_iters_linear_and_ratio() -> None:
+    lrs = lr_curve(ScheduleSpec(name="constant", warmup_iters=4), 0.2, epochs=2, steps_per_epoch=3)
+    assert lrs == pytest.approx([0.05, 0.1, 0.15, 0.2, 0.2, 0.2])
+    lrs = lr_curve(ScheduleSpec(name="constant", warmup="constant", warmup_ratio=0.25, warmup_epochs=1), 0.2, 2, 3)
+    assert lrs == pytest.approx([0.05] * 3 + [0.2] * 3)
+
+
+def test_warmup_epochs_and_iters_are_exclusive() -> None:
+    with pytest.raises(ValueError, match="set warmup_epochs or warmup_iters, not both"):
+        ScheduleSpec(warmup_epochs=1, warmup_iters=10)
+    with pytest.raises(ValueError):
+        ScheduleSpec(warmup="constant", warmup_ratio=0.0)

@@ -351,3 +351,66 @@ def test_non_database_store_goes_through_search_runs(tmp_path, monkeypatch):
                            fallback={"best_val_top1": "val_top1"})
     assert rec.params == {"model": "resnet20"} and rec.metrics["best_val_top1"] == 91.5
     assert set(rec.metrics) == {"best_val_top1", "val_top1"}
+
+
+def test_at_best_reads_a_metric_at_the_epoch_where_another_is_best(store, tmp_path):
+    """GMConv Table 2's top-1 and top-5 come from one epoch: the top-5 at the epoch of the best top-1, read
+    from the per-epoch history the tracker logs (step = epoch), not the final top-5."""
+    from orchestrator.config import SweepSpec
+    from orchestrator.expand import expand
+    from orchestrator.tables import sweep_table
+    from orchestrator.tracking import Tracker
+    from orchestrator.trialdir import TrialDir
+
+    uri = store[0]  # an experiment of its own in the module's store (a new store costs seconds)
+    sweep = SweepSpec.model_validate({
+        "name": "t2", "tracking": {"uri": uri}, "base": {"dataset": {"name": "digits"}},
+        "grid": {"layer.method": ["stdconv", "gmconv"]},
+        "table": {"rows": ["layer.method"], "aggregate": ["mean", "n"], "metrics": [
+            {"name": "val_top1", "reduce": "best", "label": "Top-1"},
+            {"name": "val_top5", "reduce": "at_best", "of": "val_top1", "label": "Top-5"}]},
+    })
+    # top-1 peaks at epoch 2 and again (tied) at epoch 4, where the trainer keeps the first; top-5 keeps rising
+    top1 = {"stdconv": [50.0, 60.0, 55.0, 60.0], "gmconv": [52.0, 58.0, 61.0, 59.0]}
+    top5 = {"stdconv": [70.0, 80.0, 82.0, 85.0], "gmconv": [71.0, 79.0, 83.0, 86.0]}
+    tracker = Tracker(uri, sweep.experiment, sweep.name)
+    for trial in expand(sweep):
+        m = trial.layer.method
+        run_id = tracker.ensure_run(trial, TrialDir(tmp_path / trial.trial_key), executor="local", git="test")
+        tracker.log_epochs(run_id, [{"epoch": e, "val_top1": a, "val_top5": b}
+                                    for e, (a, b) in enumerate(zip(top1[m], top5[m]), start=1)])
+        best = max(top1[m])
+        tracker.log_summary(run_id, {"best_val_top1": best, "best_epoch": top1[m].index(best) + 1,
+                                     "final_val_top1": top1[m][-1], "final_val_top5": top5[m][-1], "epochs": 4})
+        tracker.end(run_id, "FINISHED")
+
+    table = sweep_table(sweep)  # the database fast path, then the history API for at_best
+    cell = lambda method, header: table.cells[((method,), (), header)].summary.mean  # noqa: E731
+    assert (cell("stdconv", "Top-1"), cell("stdconv", "Top-5")) == (60.0, 80.0)  # epoch 2, not 4
+    assert (cell("gmconv", "Top-1"), cell("gmconv", "Top-5")) == (61.0, 83.0)  # epoch 3, not the final 86
+    runs = fetch_runs(uri, sweep.experiment, sweep.name)  # the public API path agrees
+    with pytest.raises(ValueError, match="at_best"):
+        build_table(sweep.table, runs)  # histories need a client
+    again = build_table(sweep.table, runs, client=MlflowClient(tracking_uri=uri))
+    assert again.cells[(("gmconv",), (), "Top-5")].summary.mean == 83.0
+
+    with pytest.raises(ValidationError, match="of"):
+        TableSpec(rows=["model"], metrics=[{"name": "val_top5", "reduce": "at_best"}])
+    with pytest.raises(ValidationError, match="of"):
+        TableSpec(rows=["model"], metrics=[{"name": "val_top5", "reduce": "final", "of": "val_top1"}])
+
+
+def test_gmconv_table2_reads_top1_and_top5_at_one_epoch():
+    from pathlib import Path
+
+    from orchestrator.sweepfile import load_sweep
+
+    experiments = Path(__file__).resolve().parents[2] / "experiments"
+    for path in sorted(experiments.glob("*.yaml")):
+        table = load_sweep(path, check=False).table
+        names = {m.name: m for m in table.metrics} if table else {}
+        if "val_top1" in names and "val_top5" in names:  # reported side by side: the same epoch's
+            assert (names["val_top5"].reduce, names["val_top5"].of) == ("at_best", "val_top1"), path.name
+    [top1, top5] = load_sweep(experiments / "gmconv_table2_imagenet.yaml", check=False).table.metrics
+    assert (top1.name, top1.reduce, top5.name, top5.reduce, top5.of) == ("val_top1", "best", "val_top5", "at_best",
+                                                                         "val_top1")

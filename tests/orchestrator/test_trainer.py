@@ -290,3 +290,55 @@ def test_lost_metrics_line_is_recovered_and_eval_every_skips_validation(
     assert [r["epoch"] for r in records] == [1, 2]
     assert records[0] == line  # taken from the checkpoint, not trained again
     assert "val_top1" in records[1] and trial.read_summary()["best_epoch"] == 2
+
+
+# lr x100 for the third epoch: it ends worse than the second (val_top1 10.56, 13.06, 11.67 on this CPU setup),
+# so the best epoch's weights are not the last ones
+DIVERGING = {"name": "multistep", "milestones": (2,), "gamma": 100.0}
+
+
+@pytest.fixture(scope="module")
+def diverging(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) -> TrialDir:
+    spec = tiny_spec(schedule=DIVERGING)
+    trial = new_trial(tmp_path_factory.mktemp("best"), "best", spec)
+    train(spec, CPU, trial)
+    return trial
+
+
+def test_best_checkpoint_keeps_the_best_epochs_weights(diverging: TrialDir) -> None:
+    summary = diverging.read_summary()
+    assert summary["best_epoch"] == 2 and summary["final_val_top1"] < summary["best_val_top1"]
+    best = torch.load(diverging.best_checkpoint, weights_only=True)
+    assert best["epoch"] == 2 and best["val_top1"] == summary["best_val_top1"]
+    assert TrialSpec.model_validate(best["spec"]) == tiny_spec(schedule=DIVERGING)
+    assert_same_weights(best["model"], torch.load(diverging.prev_checkpoint, weights_only=True)["model"])  # epoch 2
+    assert torch.load(diverging.prev_best_checkpoint, weights_only=True)["epoch"] == 1  # rotated like last/prev
+    assert not [p.name for p in diverging.checkpoint_dir.iterdir() if ".tmp" in p.name]
+
+
+def test_resume_puts_the_best_checkpoint_back_in_step(
+    tmp_path: Path, diverging: TrialDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = tiny_spec(schedule=DIVERGING)
+    trial = new_trial(tmp_path, "best-crash", spec)
+    monkeypatch.setenv(FAULT_ENV, "crash:epoch=2")
+    with pytest.raises(InjectedFault):
+        train(spec, CPU, trial)
+    monkeypatch.delenv(FAULT_ENV)
+    assert [torch.load(p, weights_only=True)["epoch"] for p in (trial.best_checkpoint, trial.prev_best_checkpoint)] \
+        == [2, 1]
+
+    # last.pt damaged: the resume starts from prev.pt (epoch 1, the best so far) and best.pt is one epoch ahead
+    last = trial.last_checkpoint.read_bytes()
+    trial.last_checkpoint.write_bytes(last[: len(last) // 2])
+    ahead = Trainer(spec, CPU, trial)
+    ahead._resume()
+    assert (ahead.start_epoch, ahead.best_epoch) == (2, 1)
+    assert torch.load(trial.best_checkpoint, weights_only=True)["epoch"] == 1
+
+    # which is also what a crash between epoch 2's last.pt and its best.pt leaves: best.pt one best epoch behind
+    trial.last_checkpoint.write_bytes(last)
+    train(spec, CPU, trial)  # epoch 3 is no better, so best.pt is put right by the resume alone
+    resumed, reference = (torch.load(t.best_checkpoint, weights_only=True) for t in (trial, diverging))
+    assert resumed["epoch"] == reference["epoch"] == 2
+    assert_same_weights(resumed["model"], reference["model"])
