@@ -4,7 +4,8 @@ Variants (all subclass ``nn.Conv2d``, so they load a plain conv's state_dict and
 ``GMConv2d`` (static S-GMConv / dynamic D-GMConv, Chen et al.), ``CoCConv2d`` (Zhao et al.),
 ``AdaptiveConv2d`` (ACONV, Tek et al.), ``StdConv2d`` (weight standardisation, Qiao et al.).
 ``convert_model`` swaps convs by policy, ``reparameterize_model`` folds every foldable layer into a plain
-conv, ``build_model`` = registry builder + ``convert_model``.
+conv, ``build_model`` = registry builder + ``convert_model``. ``effective_receptive_field`` measures what all
+three change: how far from a unit's centre the input still moves it (``layers/erf.py``).
 
 Compilation: every variant traces with ``torch.fx.symbolic_trace`` and runs under ``torch.compile``
 (CPU, inductor) with outputs equal to eager mode; both are covered by ``tests/layers/test_compile.py``.
@@ -13,6 +14,7 @@ Compilation: every variant traces with ``torch.fx.symbolic_trace`` and runs unde
 from .aconv import AdaptiveConv2d, clamp_adaptive_sigmas
 from .coc import CoCConv2d
 from .convert import METHOD_KNOBS, METHODS, ConversionReport, convert_model
+from .erf import effective_receptive_field, erf_radii, theoretical_receptive_field
 from .fold import reparameterize_model
 from .gmconv import SIGMA_PATTERNS, GMConv2d
 from .models import MODEL_NAMES, build_model, register_model, validate_build_args
@@ -24,5 +26,5 @@ __all__ = [
     "GMConv2d", "CoCConv2d", "AdaptiveConv2d", "StdConv2d", "orth_loss", "convert_model",
     "reparameterize_model", "build_model", "MODEL_NAMES", "METHODS", "METHOD_KNOBS", "SIGMA_PATTERNS",
     "clamp_adaptive_sigmas", "sigma_summary", "count_params_flops", "ConversionReport", "register_model",
-    "validate_build_args",
+    "validate_build_args", "effective_receptive_field", "erf_radii", "theoretical_receptive_field",
 ]
