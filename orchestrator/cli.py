@@ -46,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("plan", help="print the expanded trials and a GPU-hour estimate")
     sp.add_argument("file")
     with_profile(sp)
+    sp = sub.add_parser("calibrate", help="time a few training steps of each distinct model of a sweep on this "
+                        "node; `plan` then prices the sweep from them")
+    sp.add_argument("file")
+    with_profile(sp)
+    sp.add_argument("--steps", type=int, default=5, help="timed steps per model (after one warm-up step)")
     sp = sub.add_parser("sweep", help="run a sweep (trials already FINISHED are skipped)")
     sp.add_argument("file")
     with_profile(sp)
@@ -127,9 +132,34 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     from orchestrator.plan import render_plan
+    from orchestrator.sweepfile import ConfigError, load_sweep
+
+    try:
+        spec = load_sweep(args.file, args.profile, args.overrides)
+    except ConfigError as exc:
+        # planning needs no data: missing roots are a warning here (every other check passed, or it would
+        # be among the problems), and an error for `sweep`
+        if not all(p.key.endswith("dataset.root") for p in exc.problems):
+            raise
+        _err.print(f"warning: {str(exc).splitlines()[0]} (`plan` goes on; `sweep` needs the data)",
+                   highlight=False, markup=False)
+        spec = load_sweep(args.file, args.profile, args.overrides, check=False)
+    _out.print(render_plan(spec))
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from orchestrator.cost import CALIBRATION_FILE, calibrate
+    from orchestrator.expand import expand
     from orchestrator.sweepfile import load_sweep
 
-    _out.print(render_plan(load_sweep(args.file, args.profile, args.overrides)))
+    if args.steps < 1:
+        raise ValueError(f"--steps: must be >= 1 (got {args.steps})")
+    spec = load_sweep(args.file, args.profile, args.overrides)
+    done = calibrate(expand(spec), spec.storage.root, steps=args.steps)
+    path = Path(spec.storage.root) / CALIBRATION_FILE
+    _out.print(f"{spec.name}: {len(done)} calibrated model{'s' * (len(done) != 1)} in {path}; "
+               f"`convsweep plan {args.file}` now prices the sweep from them", highlight=False, markup=False)
     return 0
 
 
@@ -270,8 +300,8 @@ def _cmd_logs(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {
-    "validate": _cmd_validate, "plan": _cmd_plan, "sweep": _cmd_sweep, "status": _cmd_status,
-    "resume": _cmd_resume, "table": _cmd_table, "export": _cmd_export, "cancel": _cmd_cancel, "logs": _cmd_logs,
+    "validate": _cmd_validate, "plan": _cmd_plan, "calibrate": _cmd_calibrate, "sweep": _cmd_sweep,
+    "status": _cmd_status, "resume": _cmd_resume, "table": _cmd_table, "export": _cmd_export, "cancel": _cmd_cancel, "logs": _cmd_logs,
 }  # fmt: skip
 
 

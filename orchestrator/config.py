@@ -204,7 +204,9 @@ class ResourcesSpec(_Frozen):
     processes_per_node: PositiveInt | None = None  # default: one per GPU, or one on a CPU-only node
     cpus_per_process: PositiveInt = 1
     mem_gb: PositiveFloat | None = None
-    hours_per_epoch: PositiveFloat | None = None  # for `convsweep plan`'s GPU-hour estimate
+    hours_per_epoch: PositiveFloat | None = None  # for `convsweep plan`'s GPU-hour estimate (wins if set)
+    # the GPU model, for `plan`'s estimate from the model's FLOPs (orchestrator.cost.DEVICES)
+    gpu_type: Literal["V100", "A100", "H100", "L40S"] | None = None
 
     @property
     def tasks_per_node(self) -> int:

@@ -1,10 +1,11 @@
 """What a sweep will run, before it runs: one row per trial (key, the knobs that vary, seed) and the cost.
 
-The cost is an estimate in GPU-hours: per trial ``epochs x resources.hours_per_epoch x GPUs held``, where
-the GPUs held are ``nodes x gpus_per_node`` (a CPU-only trial holds none). ``hours_per_epoch`` is the user's
-own figure (there is no way to know it from the file); without it the estimate is reported as unknown
-rather than guessed. An evaluation trial trains nothing: its cost is counted as one pass per transform, each
-priced like an epoch. An evaluation sweep whose source sweep has no finished run yet has no trials: its plan
+The cost is an estimate in GPU-hours (``orchestrator.cost``): the user's ``resources.hours_per_epoch`` x
+epochs x GPUs held when set; else a calibration (`convsweep calibrate FILE`) of seconds per image on the
+node that ran it; else the model's FLOPs over the epochs' images at an assumed share of the peak of
+``resources.gpu_type``. Without any of them the estimate is reported as unknown rather than guessed. A
+CPU-only trial holds no GPU: its cost is shown as trial-hours. An evaluation trial trains nothing: it is one
+forward pass over the validation images per transform. An evaluation sweep whose source sweep has no finished run yet has no trials: its plan
 says so instead of pricing nothing. ``render_plan`` builds a ``rich`` table; printing it is the CLI's job.
 """
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from rich.table import Table
 
 from orchestrator.config import SweepSpec, TrialSpec
+from orchestrator.cost import load_calibration, trial_cost
 from orchestrator.expand import expand
 from orchestrator.trialdir import TrialDir
 
@@ -33,7 +35,9 @@ class PlanRow:
     world_size: int
     epochs: int  # epochs to train (evaluation trials: passes, one per transform)
     gpus: int  # GPUs the trial's job holds
-    gpu_hours: float | None  # None: resources.hours_per_epoch is not set
+    gpu_hours: float | None  # None: no estimate (no hours_per_epoch, calibration or gpu_type)
+    trial_hours: float | None = None  # the trial's wall-clock hours, when estimated
+    cost_source: str = ""  # which estimate (orchestrator.cost.TrialCost.source)
 
 
 @dataclass(frozen=True)
@@ -56,14 +60,18 @@ class Plan:
             return self.no_trials_because
         epochs = sum(r.epochs for r in self.rows)
         parts = [f"{self.n_trials} trial{'s' * (self.n_trials != 1)}", f"{epochs} epochs in total"]
+        sources = ", ".join(sorted({r.cost_source for r in self.rows if r.cost_source}))
         if self.gpu_hours is None:
-            parts.append("GPU-hours: unknown (set resources.hours_per_epoch to estimate)")
+            parts.append("GPU-hours: unknown (set resources.gpu_type, run `convsweep calibrate FILE`, or set "
+                         "resources.hours_per_epoch)")
         elif not any(r.gpus for r in self.rows):
             parts.append(f"GPU-hours: 0 (CPU-only trials; {self.trial_hours:.1f} trial-hours)")
         else:
             wall = self.trial_hours / max(1, min(self.max_concurrent_trials, self.n_trials))
             parts.append(f"GPU-hours: {self.gpu_hours:.1f} (at least {wall:.1f} h wall-clock with "
                          f"{self.max_concurrent_trials} concurrent trials)")
+        if self.gpu_hours is not None and sources:
+            parts.append(f"estimated from {sources}")
         return "; ".join(parts)
 
 
@@ -78,17 +86,19 @@ def plan(sweep: SweepSpec, trials: list[TrialSpec] | None = None) -> Plan:
     keys = list(dict.fromkeys(k for flat in flats for k in flat))
     varying = tuple(k for k in keys if len({flat.get(k) for flat in flats}) > 1)
     rows = []
+    calibration = load_calibration(sweep.storage.root)
     for trial, flat in zip(trials, flats):
         res = trial.resources
         gpus = res.nodes * res.gpus_per_node
-        hours = None if res.hours_per_epoch is None else _epochs(trial) * res.hours_per_epoch
+        cost = trial_cost(trial, calibration)
+        # device-hours spread over the GPUs held (perfect scaling); a CPU-only trial holds one process
+        wall = None if cost is None else cost.device_hours / max(1, gpus)
         rows.append(PlanRow(trial_key=trial.trial_key, knobs={k: flat.get(k, "") for k in varying}, seed=trial.seed,
                             world_size=trial.world_size, epochs=_epochs(trial), gpus=gpus,
-                            gpu_hours=None if hours is None else hours * gpus))
+                            gpu_hours=None if cost is None else (cost.device_hours if gpus else 0.0),
+                            trial_hours=wall, cost_source="" if cost is None else cost.source))
     known = all(r.gpu_hours is not None for r in rows)
-    trial_hours = None
-    if known:
-        trial_hours = sum(_epochs(t) * t.resources.hours_per_epoch for t in trials)  # type: ignore[operator]
+    trial_hours = sum(r.trial_hours for r in rows) if known else None  # type: ignore[misc]
     return Plan(sweep=sweep.name, rows=tuple(rows), varying=varying,
                 gpu_hours=sum(r.gpu_hours for r in rows) if known else None,  # type: ignore[misc]
                 trial_hours=trial_hours, max_concurrent_trials=sweep.tune.max_concurrent_trials,

@@ -232,3 +232,12 @@ def test_help_lists_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "exit codes: 0 success; 1 a trial failed; 2 bad input or state" in out and "3 unexpected error" in out
+
+
+def test_plan_warns_about_missing_data_and_goes_on(capsys: pytest.CaptureFixture[str]) -> None:
+    """Planning needs no data: a paper sweep whose roots are not on this machine still plans, with a warning."""
+    paper = Path(__file__).resolve().parents[2] / "experiments" / "gmconv_table1_cifar.yaml"
+    assert main(["plan", str(paper), "--profile", "paper"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith("warning: ") and "is not a cifar10 root" in captured.err
+    assert "54 trials" in captured.out and "GPU-hours:" in captured.out and "unknown" not in captured.out

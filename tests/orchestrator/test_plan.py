@@ -8,6 +8,7 @@ from rich.console import Console
 from orchestrator.config import SweepSpec
 from orchestrator.expand import expand
 from orchestrator.plan import Plan, plan, render_plan
+from orchestrator.sweepfile import load_sweep
 
 
 def sweep(**fields) -> SweepSpec:
@@ -36,7 +37,7 @@ def test_zip_knobs_and_sub_sections_show_as_leaves():
 def test_gpu_hours_unknown_without_hours_per_epoch():
     p = plan(sweep())
     assert p.gpu_hours is None and all(r.gpu_hours is None for r in p.rows)
-    assert "GPU-hours: unknown (set resources.hours_per_epoch" in p.summary()
+    assert "GPU-hours: unknown (set resources.gpu_type, run `convsweep calibrate FILE`, or set" in p.summary()
 
 
 def test_gpu_hours_are_epochs_times_hours_times_gpus():
@@ -97,3 +98,48 @@ def test_evaluation_sweep_says_its_source_has_not_run_yet(tmp_path, capsys):
     done.write_spec(trial.model_dump(mode="json"))
     done.mark_done()
     assert plan(spec).summary().startswith("0 trials: none of the 1 finished runs of the source sweep 'table2'")
+
+
+def test_flop_estimate_of_resnet50_on_a100_is_within_2x_of_nvidias_throughput():
+    """ResNet-50 at 224, A100 with AMP, 90 epochs of ImageNet: NVIDIA's published 2,470 img/s per A100 gives
+    90 x 1,281,167 / 2,470 / 3,600 = 13.0 A100-hours; the FLOP model must land within a factor of 2."""
+    spec = SweepSpec.model_validate({
+        "name": "r50", "base": {"model": "resnet50", "dataset": {"name": "imagenet"},
+                                "recipe": {"epochs": 90, "amp": True}},
+        "resources": {"nodes": 1, "gpus_per_node": 8, "gpu_type": "A100"}})
+    p = plan(spec)
+    published = 90 * 1_281_167 / 2_470 / 3_600
+    assert published / 2 <= p.gpu_hours <= published * 2, p.gpu_hours
+    assert p.rows[0].trial_hours == pytest.approx(p.gpu_hours / 8)
+    assert "estimated from FLOPs (A100 AMP, 20% of peak)" in p.summary()
+    fp32 = plan(spec.model_copy(update={"base": spec.base.model_copy(update={
+        "recipe": spec.base.recipe.model_copy(update={"amp": False})})}))
+    assert fp32.gpu_hours == pytest.approx(2 * p.gpu_hours)  # TF32 peak is half the fp16 one on an A100
+
+
+def test_calibration_on_this_node_is_preferred(tmp_path, capsys):
+    """`convsweep calibrate FILE` times real steps of each distinct model here (CPU) and `plan` then prices
+    the sweep from seconds per image: 1,437 digits training images + the validation pass per epoch."""
+    import json
+
+    import yaml
+
+    from orchestrator.cli import main
+    from orchestrator.cost import CALIBRATION_FILE, calibration_key
+
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "cal", "storage": {"root": str(tmp_path / "runs")},
+        "base": {"model": "resnet20", "dataset": {"name": "digits"}, "recipe": {"epochs": 2, "batch_size": 8}},
+        "grid": {"layer.method": ["stdconv", "s-gmconv"]}, "seeds": [0, 1],
+        "resources": {"gpu_type": "V100", "gpus_per_node": 1}}))
+    assert main(["calibrate", str(path), "--steps", "1"]) == 0
+    assert "2 calibrated models" in capsys.readouterr().out
+    data = json.loads((tmp_path / "runs" / CALIBRATION_FILE).read_text())
+    spec = load_sweep(path)
+    trials = expand(spec)
+    per_image = data[calibration_key(trials[0])]["seconds_per_image"]
+    assert per_image > 0 and data[calibration_key(trials[0])]["device"] == "cpu"
+    p = plan(spec, trials)
+    assert p.rows[0].gpu_hours == pytest.approx(2 * (1_437 + 360 / 3) * per_image / 3600)
+    assert "estimated from calibration (cpu)" in p.summary()
