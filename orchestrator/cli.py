@@ -301,7 +301,8 @@ def _cmd_logs(args: argparse.Namespace) -> int:
 
 _COMMANDS = {
     "validate": _cmd_validate, "plan": _cmd_plan, "calibrate": _cmd_calibrate, "sweep": _cmd_sweep,
-    "status": _cmd_status, "resume": _cmd_resume, "table": _cmd_table, "export": _cmd_export, "cancel": _cmd_cancel, "logs": _cmd_logs,
+    "status": _cmd_status, "resume": _cmd_resume, "table": _cmd_table, "export": _cmd_export,
+    "cancel": _cmd_cancel, "logs": _cmd_logs,
 }  # fmt: skip
 
 
