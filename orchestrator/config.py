@@ -289,6 +289,7 @@ NON_SEMANTIC_FIELDS: tuple[str, ...] = (
     "resources.cpus_per_process",
     "resources.mem_gb",
     "resources.hours_per_epoch",
+    "resources.gpu_type",
 )
 
 

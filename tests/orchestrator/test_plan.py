@@ -143,3 +143,9 @@ def test_calibration_on_this_node_is_preferred(tmp_path, capsys):
     p = plan(spec, trials)
     assert p.rows[0].gpu_hours == pytest.approx(2 * (1_437 + 360 / 3) * per_image / 3600)
     assert "estimated from calibration (cpu)" in p.summary()
+
+
+def test_gpu_type_does_not_change_a_trials_key():
+    """gpu_type only prices the plan: trials recorded before it was set keep their keys."""
+    keys = [t.trial_key for t in expand(sweep(resources={"gpus_per_node": 1}))]
+    assert [t.trial_key for t in expand(sweep(resources={"gpus_per_node": 1, "gpu_type": "H100"}))] == keys
