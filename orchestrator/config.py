@@ -21,7 +21,9 @@ from orchestrator.tablespec import TableSpec
 
 __all__ = [
     "NON_SEMANTIC_FIELDS",
+    "AnalysisSpec",
     "DatasetSpec",
+    "ErfSpec",
     "EvaluateSpec",
     "ExecutorSpec",
     "LayerSpec",
@@ -270,6 +272,19 @@ class EvaluateSpec(_Frozen):
     checkpoint: EvalCheckpoint = "last"
 
 
+class ErfSpec(_Frozen):
+    """The effective receptive field of one stage (orchestrator.analysis)."""
+
+    stage: str  # a module name of the built model, e.g. "layers.2" (resnet20) or "layer4" (resnet18)
+    images: PositiveInt = 64  # validation images averaged
+
+
+class AnalysisSpec(_Frozen):
+    """Analyses of the trained model recorded at the end of a trial (none by default)."""
+
+    erf: ErfSpec | None = None
+
+
 class TrainBase(_Frozen):
     """Everything a trial needs except its seed and sweep: the `base` section, before grid values."""
 
@@ -278,6 +293,7 @@ class TrainBase(_Frozen):
     layer: LayerSpec = LayerSpec()
     recipe: RecipeSpec = RecipeSpec()
     eval_every: PositiveInt = 1
+    analysis: AnalysisSpec = AnalysisSpec()
 
 
 # Fields that do not change what a trial computes: excluded from its identity, so moving a data root or
@@ -290,6 +306,8 @@ NON_SEMANTIC_FIELDS: tuple[str, ...] = (
     "resources.mem_gb",
     "resources.hours_per_epoch",
     "resources.gpu_type",
+    # analyses read the model, they do not train it: asking for one keeps the trials already run
+    "analysis",
 )
 
 

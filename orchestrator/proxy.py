@@ -253,5 +253,6 @@ def run_trial(
 def _finish(td: TrialDir, tracker: Tracker, run_id: str) -> dict[str, Any]:
     summary = td.read_summary() or {}
     tracker.log_summary(run_id, summary)
+    tracker.log_artifacts(run_id, td.path / "analysis", "analysis")  # orchestrator.analysis's maps and plots
     tracker.end(run_id, "FINISHED")
     return summary

@@ -23,6 +23,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from orchestrator.config import TrialSpec
+from orchestrator.metricnames import EPOCH_METRICS
 from orchestrator.trialdir import TrialDir
 
 __all__ = ["Tracker", "git_commit", "absolute_tracking_uri", "EPOCH_METRICS", "TAG"]
@@ -30,9 +31,6 @@ __all__ = ["Tracker", "git_commit", "absolute_tracking_uri", "EPOCH_METRICS", "T
 logger = logging.getLogger(__name__)
 
 TAG = "convsweep."
-EPOCH_METRICS = (
-    "train_loss", "train_top1", "val_top1", "val_top5", "val_loss", "lr", "epoch_seconds", "images_per_second",
-)  # fmt: skip
 # MLflow keeps tag values up to 8,000 characters; keep the error tag well inside it.
 _ERROR_TAIL_CHARS = 6000
 _BATCH = 100
@@ -57,6 +55,15 @@ def absolute_tracking_uri(uri: str, base: str | Path | None = None) -> str:
         return uri
     path = Path(base or Path.cwd()) / uri[len(prefix) :]
     return prefix + str(path.resolve())
+
+
+def _artifact_location(uri: str) -> str | None:
+    """Artifacts of a SQLite store beside its file (MLflow's default is ./mlruns under whatever directory
+    the driver happened to start in); a server or another database decides for itself."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri == prefix + ":memory:":
+        return None
+    return (Path(uri[len(prefix):]).resolve().parent / "mlartifacts").as_uri()
 
 
 def _retry(call: Callable[[], T], what: str, attempts: int = 6) -> T:
@@ -104,7 +111,7 @@ class Tracker:
         found = _retry(lambda: self.client.get_experiment_by_name(experiment), "get experiment")
         if found is None:
             try:
-                self.experiment_id = self.client.create_experiment(experiment)
+                self.experiment_id = self.client.create_experiment(experiment, _artifact_location(uri))
             except MlflowException:
                 # Another process created it between our lookup and create.
                 self.experiment_id = self.client.get_experiment_by_name(experiment).experiment_id
@@ -254,6 +261,11 @@ class Tracker:
         ]
         if metrics:
             _retry(lambda: self.client.log_batch(run_id, metrics=metrics), "log summary")
+
+    def log_artifacts(self, run_id: str, folder: Path, artifact_path: str) -> None:
+        """Copy every file of ``folder`` into the run's artifacts under ``artifact_path`` (no-op when absent)."""
+        if folder.is_dir() and any(folder.iterdir()):
+            _retry(lambda: self.client.log_artifacts(run_id, str(folder), artifact_path), "log artifacts")
 
     def end(self, run_id: str, status: str, error: str | None = None) -> None:
         """Set the run's terminal status (FINISHED, FAILED or KILLED) and, on failure, the error tag."""

@@ -340,6 +340,8 @@ class Trainer:
         # Every rank decides about crash_once before rank 0 can leave the marker behind.
         crash_armed = not (self.trial_dir.path / CRASH_ONCE_MARKER).exists()
         self._resume()
+        if dist.is_main and spec.analysis.erf is not None and self.start_epoch == 1:
+            self._erf("erf_init")  # the reference: the same measurement on the weights as initialised
         barrier(dist)
         for epoch in range(self.start_epoch, recipe.epochs + 1):
             _seed_all(spec.seed, dist.rank, epoch)
@@ -371,11 +373,23 @@ class Trainer:
             )  # fmt: skip
             self._inject_faults(epoch, crash_armed)
         summary = self._summary()
+        if dist.is_main and spec.analysis.erf is not None:
+            summary.update(self._erf("erf"))
         if dist.is_main:
             self.trial_dir.write_summary(summary)
             self.trial_dir.mark_done()
         barrier(dist)
         return summary
+
+    def _erf(self, name: str) -> dict[str, float]:
+        """Rank 0's ERF of the configured stage; the returned summary holds the init reference too, if kept."""
+        from orchestrator.analysis import ANALYSIS_DIR, erf_analysis, first_images, read_metrics
+
+        erf = self.spec.analysis.erf
+        assert erf is not None
+        out_dir = self.trial_dir.path / ANALYSIS_DIR
+        erf_analysis(self.model, erf.stage, first_images(self.val_loader, erf.images), out_dir, name)
+        return read_metrics(out_dir)
 
     def _summary(self) -> dict[str, Any]:
         if self.last_val is None:

@@ -72,6 +72,9 @@ def ray_cluster():
 
 def test_two_trials_end_to_end_then_idempotent(tmp_path: Path, ray_cluster: None) -> None:
     path = _write_sweep(tmp_path / "two.yaml", "e2e-two")
+    data = yaml.safe_load(path.read_text())
+    data["base"]["analysis"] = {"erf": {"stage": "layers.1", "images": 16}}
+    path.write_text(yaml.safe_dump(data))
     result = run_sweep(path, show_progress=False)
     spec = load_sweep(path)
     trials = expand(spec)
@@ -96,6 +99,11 @@ def test_two_trials_end_to_end_then_idempotent(tmp_path: Path, ray_cluster: None
         assert tags["convsweep.executor"] == "local" and tags["convsweep.kind"] == "train"
         assert tags["convsweep.requeues"] == "0" and tags["convsweep.job_id"]
         assert TrialDir(tags["convsweep.trial_dir"]).is_done
+        # the ERF analysis: maps and plots as artifacts beside the SQLite file, summaries as metrics
+        artifacts = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "analysis")}
+        assert {"erf.npy", "erf.png", "erf_init.npy", "erf_init.png"} <= artifacts, artifacts
+        assert run.info.artifact_uri.startswith((tmp_path / "mlartifacts").as_uri())
+        assert {"erf_r50", "erf_r90", "erf_init_r90", "erf_r90_share"} <= set(run.data.metrics)
     sigma = [k for k in runs[trials[1].trial_key].data.metrics if k.startswith("sigma.")]
     assert sigma, "S-GMConv logs its sigmas per epoch"
     assert (Path(spec.storage.root) / "e2e-two" / "sweep.json").exists()
