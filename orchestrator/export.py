@@ -66,24 +66,12 @@ def _float(value: Any) -> float:
 
 def fetch_exported_runs(tracking_uri: str, experiment: str, sweep_name: str) -> list[ExportedRun]:
     """Every run of ``sweep_name`` in ``experiment`` (any status), with each metric's full history."""
-    from mlflow.entities import ViewType
     from mlflow.tracking import MlflowClient
 
-    from orchestrator.tablequery import PAGE_SIZE, _check_name, _experiment_id
+    from orchestrator.tablequery import fetch_runs
 
-    _check_name(sweep_name)
+    runs = fetch_runs(tracking_uri, experiment, sweep_name, finished_only=False)
     client = MlflowClient(tracking_uri=tracking_uri)
-    exp_id = _experiment_id(client, tracking_uri, experiment)
-    query = f"tags.`{SWEEP_TAG}` = '{sweep_name}'"
-    runs: list[Any] = []
-    token = None
-    while True:
-        page = client.search_runs([exp_id], filter_string=query, run_view_type=ViewType.ACTIVE_ONLY,
-                                  max_results=PAGE_SIZE, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            break
     out = []
     for run in runs:
         tags = {k: v for k, v in run.data.tags.items() if k.startswith(_TAG)}

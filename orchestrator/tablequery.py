@@ -57,15 +57,16 @@ def _experiment_id(client: Any, tracking_uri: str, experiment: str) -> str:
     return exp.experiment_id
 
 
-def fetch_runs(tracking_uri: str, experiment: str, sweep_name: str) -> list[Any]:
-    """Every FINISHED run of ``sweep_name`` in ``experiment`` (``mlflow.entities.Run`` objects), paginated."""
+def fetch_runs(tracking_uri: str, experiment: str, sweep_name: str, *, finished_only: bool = True) -> list[Any]:
+    """Every FINISHED run (or, with ``finished_only=False``, every run) of ``sweep_name`` in ``experiment``
+    (``mlflow.entities.Run`` objects), paginated."""
     from mlflow.entities import ViewType
     from mlflow.tracking import MlflowClient
 
     _check_name(sweep_name)
     client = MlflowClient(tracking_uri=tracking_uri)
     exp_id = _experiment_id(client, tracking_uri, experiment)
-    query = f"tags.`{SWEEP_TAG}` = '{sweep_name}' and attributes.status = 'FINISHED'"
+    query = f"tags.`{SWEEP_TAG}` = '{sweep_name}'" + (" and attributes.status = 'FINISHED'" * finished_only)
     runs: list[Any] = []
     token = None
     while True:
