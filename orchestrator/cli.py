@@ -121,10 +121,14 @@ def _table_text(spec: object, source: str | None, fmt: str, tracking_uri: str | 
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from orchestrator.checks import validate_every_profile
     from orchestrator.expand import expand
     from orchestrator.sweepfile import load_sweep
 
-    spec = load_sweep(args.file, args.profile, args.overrides)
+    if args.profile is None:  # the file as written and every profile in it
+        spec = validate_every_profile(args.file, args.overrides)
+    else:
+        spec = load_sweep(args.file, args.profile, args.overrides)
     n = len(expand(spec))
     _out.print(f"{args.file}: ok ({spec.name}: {n} trial{'s' * (n != 1)})", highlight=False)
     return 0

@@ -7,9 +7,11 @@ section, a value at a leaf replaces it. Two trials with the same ``trial_key`` a
 value or seed), never silently merged: the user asked for N trials and should get N.
 
 ``check_sweep`` is the semantic half of validating a sweep file (run by ``sweepfile.load_sweep``): the
-grid/zip/exclude structure, every expanded trial re-validated with its error pinned on the grid or zip key
-that produced the bad value (``grid.layer.method``), names known to ``layers`` and ``pipelines``, each data
-root, the executor kind, and each distinct layer-knob combination built once on the ``meta`` device.
+grid/zip/exclude structure (an exclude entry must match a trial), every expanded trial re-validated with
+its error pinned on the key holding the bad value (``grid.layer.method``, or ``base.layer.skp`` when base set
+it), then ``orchestrator.checks``: names known to ``layers`` and ``pipelines``, data roots, the executor kind,
+each distinct layer-knob combination built once on the ``meta`` device, table rows/columns, ``tune.metric``
+and ``tracking.uri``.
 
 Evaluation sweeps (``evaluate:`` set) have no grid: their trials are the DONE trials of the source sweep in
 ``<storage.root>/<source_sweep>/`` matching ``evaluate.where``, re-targeted at this sweep.
@@ -164,6 +166,7 @@ def expand_with_sources(spec: SweepSpec) -> list[tuple[TrialSpec, dict[str, str]
     resources = spec.resources.model_dump(mode="json")
     out: list[tuple[TrialSpec, dict[str, str]]] = []
     raw: list[dict[str, Any]] = []  # each kept trial's grid/zip values as written
+    used: set[int] = set()  # exclude entries that matched a trial
     problems = []
     for combo in itertools.product(*axes):
         settings = {k: sv for part in combo for k, sv in part.items()}
@@ -179,17 +182,20 @@ def expand_with_sources(spec: SweepSpec) -> list[tuple[TrialSpec, dict[str, str]
                 problems += translate_validation_error(exc, TrialSpec, lambda parts: _source_key(parts, sources))
                 break  # the other seeds fail the same way
             dumped = trial.model_dump(mode="json")
-            if not any(_matches(dumped, entry) for entry in spec.exclude):
+            hits = [i for i, entry in enumerate(spec.exclude) if _matches(dumped, entry)]
+            used.update(hits)
+            if not hits:
                 out.append((trial, {**sources, "seed": "seeds"}))
                 raw.append({k: v for k, (_, v) in settings.items()})
+    # a typo'd value (layer.method: gmcov) excludes nothing and would run the trials meant to be dropped
+    if not problems:  # a trial that failed validation was never matched against the entries
+        problems = [Problem(f"exclude[{i}]", "matches no trial", entry, "values the grid, zip or base give a trial")
+                    for i, entry in enumerate(spec.exclude) if i not in used]
     if problems:
         raise ConfigError(problems)
     _check_duplicates(out, raw)
     if not out:
         raise ConfigError(Problem("exclude", "every trial is excluded", spec.exclude, "entries that leave a trial"))
-    for i, entry in enumerate(spec.exclude):
-        if not any(_matches(t.model_dump(mode="json"), entry) for t, _ in out):
-            log.debug("exclude[%d] %r matched no trial", i, entry)
     _warn_redundant([t for t, _ in out])
     return out
 
@@ -266,85 +272,21 @@ def _evaluation_trials(spec: SweepSpec) -> list[TrialSpec]:
 def check_sweep(spec: SweepSpec, *, external: bool = True) -> None:
     """Everything a sweep needs to start, checked before anything runs; raises ConfigError listing problems.
 
-    ``external=False`` stops after expanding and validating the trials against the schema (no ``layers``,
-    ``pipelines`` or executor look-ups).
+    ``external=False`` skips what needs ``layers``, ``pipelines``, the executors or the file system (names,
+    data roots, layer builds, executor kind, the tracking store's folder): see ``orchestrator.checks``.
     """
-    pairs = expand_with_sources(spec)
-    if not external:
-        return
-    from orchestrator.executors import available_executors
+    from orchestrator import checks
 
-    problems: list[Problem] = []
-    kinds = available_executors()
-    if spec.executor.kind not in kinds:
-        problems.append(Problem("executor.kind", "unknown executor", spec.executor.kind, ", ".join(kinds)))
-    problems += _name_problems(pairs) or _root_problems(pairs) + _layer_problems(pairs)
+    pairs = expand_with_sources(spec)
+    problems = checks.tune_problems(spec) + checks.table_problems(spec, [t for t, _ in pairs[:1]])
+    problems += checks.tracking_problems(spec, external=external)
+    if external:
+        from orchestrator.executors import available_executors
+
+        kinds = available_executors()
+        if spec.executor.kind not in kinds:
+            problems.append(Problem("executor.kind", "unknown executor", spec.executor.kind, ", ".join(kinds)))
+        names = checks.name_problems(pairs)
+        problems += names or checks.root_problems(pairs) + checks.layer_problems(pairs)
     if problems:
         raise ConfigError(problems)
-
-
-def _name_problems(pairs: list[tuple[TrialSpec, dict[str, str]]]) -> list[Problem]:
-    import layers
-    import pipelines
-
-    problems = []
-    for trial, sources in pairs:
-        for path, value, allowed in (("model", trial.model, layers.MODEL_NAMES),
-                                     ("layer.method", trial.layer.method, layers.METHODS),
-                                     ("dataset.name", trial.dataset.name, pipelines.DATASETS),
-                                     ("dataset.backend", trial.dataset.backend, pipelines.BACKENDS)):
-            if value not in allowed:
-                problems.append(Problem(sources.get(path, f"base.{path}"), "unknown name", value, ", ".join(allowed)))
-    return problems
-
-
-def _root_problems(pairs: list[tuple[TrialSpec, dict[str, str]]]) -> list[Problem]:
-    import pipelines
-
-    problems, seen = [], set()
-    for trial, sources in pairs:
-        ds = trial.dataset
-        if ds.name == "digits" or ds.backend == "synthetic" or (ds.name, ds.root) in seen:
-            continue  # digits ships with scikit-learn; synthetic data needs no files
-        seen.add((ds.name, ds.root))
-        try:
-            pipelines.check_root(ds.name, ds.root)
-        except ValueError as exc:
-            key = sources.get("dataset.root", "base.dataset.root")
-            problems.append(Problem(key, f"{ds.name}: {exc}"))  # pipelines' message quotes the root
-    return problems
-
-
-def _layer_problems(pairs: list[tuple[TrialSpec, dict[str, str]]]) -> list[Problem]:
-    """Build each distinct (model, classes, method, knobs) once on the meta device: cheap, allocates nothing."""
-    import layers
-    import pipelines
-    import torch
-
-    problems, seen, said = [], set(), set()
-    for trial, sources in pairs:
-        knobs = trial.layer.build_knobs()
-        ident = (trial.model, trial.dataset.name, trial.layer.method, _canon(knobs))
-        if ident in seen:
-            continue
-        seen.add(ident)
-        info = pipelines.dataset_info(trial.dataset.name)
-        args = (trial.model, info.num_classes, trial.layer.method)
-        try:
-            try:
-                with torch.device("meta"):
-                    layers.build_model(*args, in_channels=info.in_channels, **knobs)
-            except (RuntimeError, NotImplementedError):
-                # an operation without a meta kernel at build time: build for real (slower, same answer)
-                layers.build_model(*args, in_channels=info.in_channels, **knobs)
-        except ValueError as exc:
-            # blame the grid/zip key of the knob the message names, else any varied layer key, else base
-            varied = [p for p in sources if p == "model" or p.startswith("layer")]
-            named = [p for p in varied if p.rpartition(".")[2] in str(exc)]
-            key = sources[(named or varied)[0]] if varied else "base.layer"
-            if (key, str(exc)) in said:
-                continue  # the same mistake in another model: once is enough
-            said.add((key, str(exc)))
-            where = f"model {trial.model}, method {trial.layer.method}"
-            problems.append(Problem(key, f"invalid layer settings ({where}): {exc}"))  # layers quotes the value
-    return problems

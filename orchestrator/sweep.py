@@ -40,7 +40,7 @@ from orchestrator.progress import SweepProgress
 from orchestrator.proxy import TrialContext, stopping_marker
 from orchestrator.sweepfile import ConfigError, Problem, load_sweep
 from orchestrator.tracking import TAG, Tracker, absolute_tracking_uri, git_commit
-from orchestrator.trialdir import TrialDir, atomic_write_text
+from orchestrator.trialdir import TrialDir, atomic_write_text, read_json_file
 from orchestrator.sweeprecord import load_recorded, sweep_dir
 from orchestrator.sweeprecord import record_sweep as _record
 
@@ -98,7 +98,12 @@ def prepare_sweep(
         }
     )
     try:
+        from orchestrator.checks import evaluation_source_problems
+
         expand(spec)
+        problems = evaluation_source_problems(spec)  # `plan` reports it; running would do nothing
+        if problems:
+            raise ConfigError(problems)
     except ConfigError as exc:
         raise (exc.with_file(where) if where else exc) from None
     return spec
@@ -393,8 +398,8 @@ def driver_job(spec: SweepSpec) -> Any:
     path = sweep_dir(spec) / DRIVER_JOB_FILE
     if not path.exists():
         return None
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if data.get("executor") != spec.executor.kind:
+    data = read_json_file(path, "delete it once the detached driver job has ended")
+    if not isinstance(data, dict) or data.get("executor") != spec.executor.kind:
         return None
     attach = getattr(get_executor(spec.executor, sweep_dir(spec) / "jobs"), "attach", None)
     handle = attach(str(data["job_id"])) if attach is not None else None

@@ -10,8 +10,10 @@ import json
 import os
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from orchestrator.config import SweepSpec
-from orchestrator.trialdir import atomic_write_text
+from orchestrator.trialdir import atomic_write_text, read_json_file
 
 __all__ = ["SWEEP_FILE", "load_recorded", "record_sweep", "sweep_dir"]
 
@@ -32,9 +34,25 @@ def load_recorded(name: str | os.PathLike[str], root: str | os.PathLike[str] = "
     candidates = [Path(name) / SWEEP_FILE, Path(root) / str(name) / SWEEP_FILE]
     for path in candidates:
         if path.is_file():
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return SweepSpec.model_validate(data["spec"]), data.get("source_file")
+            return _read_record(path.resolve())
+    folder = next((p.parent for p in candidates if p.parent.is_dir()), None)
+    if folder is not None:
+        # the driver records the sweep after validating it: a kill in its first seconds leaves the folder only
+        raise ValueError(f"SWEEP: {folder} holds no {SWEEP_FILE}: the sweep was stopped before it was recorded; "
+                         f"run `convsweep sweep FILE` again (finished trials are skipped)")
     raise ValueError(
         f"SWEEP: no recorded sweep {str(name)!r} (looked for {candidates[1]}); pass --root <storage root> "
-        "or the sweep's directory"
+        "or the sweep's directory, or start it with `convsweep sweep FILE`"
     )
+
+
+def _read_record(path: Path) -> tuple[SweepSpec, str | None]:
+    remedy = "run `convsweep sweep FILE` again to record it (finished trials are skipped)"
+    data = read_json_file(path, remedy)
+    try:
+        spec = SweepSpec.model_validate(data["spec"])
+        source = data.get("source_file")
+    except (KeyError, TypeError, ValidationError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"{path}: not a sweep record ({type(exc).__name__}: {first}); {remedy}") from None
+    return spec, source

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TrialDir", "atomic_write_text"]
+__all__ = ["TrialDir", "atomic_write_text", "read_json_file"]
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -40,6 +40,19 @@ def atomic_write_text(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def read_json_file(path: Path, remedy: str) -> Any:
+    """A JSON file's data; ValueError naming the file and ``remedy`` when it is not JSON (a torn copy, an edit)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise ValueError(f"{path}: not valid JSON ({_first_line(exc)}); {remedy}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class TrialDir:
@@ -116,8 +129,15 @@ class TrialDir:
     def write_spec(self, spec: dict[str, Any]) -> None:
         atomic_write_text(self.spec_path, json.dumps(spec, indent=2, sort_keys=True) + "\n")
 
+    @property
+    def _start_again(self) -> str:
+        return f"delete the trial folder {self.path} to run the trial again"
+
     def read_spec(self) -> dict[str, Any]:
-        return json.loads(self.spec_path.read_text(encoding="utf-8"))
+        data = read_json_file(self.spec_path, self._start_again)
+        if not isinstance(data, dict):
+            raise ValueError(f"{self.spec_path}: not a trial spec (got {type(data).__name__}); {self._start_again}")
+        return data
 
     def write_run_id(self, run_id: str) -> None:
         atomic_write_text(self.run_id_path, run_id + "\n")
@@ -137,7 +157,8 @@ class TrialDir:
         """The latest job's record, or None before the first submission."""
         if not self.job_path.exists():
             return None
-        record = json.loads(self.job_path.read_text(encoding="utf-8"))
+        # a lost job record is safe to drop only once its job is gone: the next driver submits a new one
+        record = read_json_file(self.job_path, "delete it once no job of this trial runs any more")
         return record if isinstance(record, dict) and "job_id" in record else None
 
     # -- metrics (rank 0 writes, driver reads) -----------------------------------------------------------
@@ -159,12 +180,20 @@ class TrialDir:
     def iter_metrics(self) -> Iterator[dict[str, Any]]:
         if not self.metrics_path.exists():
             return
-        with open(self.metrics_path, encoding="utf-8") as f:
-            for line in f:
+        with open(self.metrics_path, encoding="utf-8", errors="replace") as f:
+            for number, line in enumerate(f, 1):
                 # A line without its newline is still being written: read it next time.
                 if not line.endswith("\n"):
                     break
-                yield json.loads(line)
+                try:
+                    record = json.loads(line)
+                except ValueError as exc:
+                    record = _first_line(exc)
+                if not isinstance(record, dict) or not isinstance(record.get("epoch"), (int, float)):
+                    shown = record if isinstance(record, str) else f"got {line.strip()[:60]!r}"
+                    raise ValueError(f"{self.metrics_path}: line {number}: not an epoch record ({shown}); delete "
+                                     "that line (a resumed trial writes its epoch again) or the trial folder")
+                yield record
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_text(self.summary_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
@@ -172,7 +201,10 @@ class TrialDir:
     def read_summary(self) -> dict[str, Any] | None:
         if not self.summary_path.exists():
             return None
-        return json.loads(self.summary_path.read_text(encoding="utf-8"))
+        data = read_json_file(self.summary_path, self._start_again)
+        if not isinstance(data, dict):
+            raise ValueError(f"{self.summary_path}: not a summary (got {type(data).__name__}); {self._start_again}")
+        return data
 
     # -- end markers -------------------------------------------------------------------------------------
     def mark_done(self) -> None:

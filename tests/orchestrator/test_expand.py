@@ -218,9 +218,16 @@ def test_check_sweep_accepts_a_valid_sweep():
     ({"base": {"dataset": {"name": "digits", "backend": "dali"}}}, "base.dataset.backend: unknown name"),
     ({"executor": {"kind": "kubernetes"}}, "executor.kind: unknown executor (got 'kubernetes'; allowed: "),
     ({"base": {"dataset": {"name": "cifar10", "root": "/nonexistent/cifar10"}}}, "base.dataset.root: cifar10: "),
-    ({"base": {"layer": {"method": "coc", "skp": 0, "dilate": True}}}, "base.layer: invalid layer settings"),
+    ({"base": {"layer": {"method": "coc", "skp": 0, "dilate": True}}}, "base.layer.dilate: invalid layer settings"),
     ({"grid": {"layer.skp": [2, 3]}, "base": {"layer": {"method": "coc"}}}, "grid.layer.skp: invalid layer"),
-    ({"base": {"model": "resnet50", "layer": {"kernel_size": 5}}}, "base.layer: invalid layer settings"),
+    ({"base": {"model": "resnet50", "layer": {"kernel_size": 5}}}, "base.layer.kernel_size: invalid layer settings"),
+    # the bad value is in base: blamed there, not on the grid key that happens to vary
+    ({"grid": {"layer.method": ["stdconv", "coc"]}, "base": {"layer": {"kernel_size": 4}}},
+     "base.layer.kernel_size: invalid layer settings"),
+    ({"grid": {"layer.sa": [1, 2]}, "base": {"layer": {"method": "coc", "skp": 3}}}, "base.layer.skp: invalid layer"),
+    # a combination: the knob that varies makes the trial fail
+    ({"grid": {"layer.skp": [0, 2]}, "base": {"layer": {"method": "coc", "dilate": True}}},
+     "grid.layer.skp: invalid layer settings"),
 ])
 def test_check_sweep_errors(fields, fragment):
     with pytest.raises(ConfigError) as info:
@@ -299,3 +306,33 @@ def test_aconv_padding_and_shortcut_knobs_keep_default_keys():
                                                                "shortcut": "released"}}))
     with pytest.raises(ConfigError, match="padding"):
         check_sweep(sweep(base={"layer": {"padding": "tf_same"}}))  # resnet20 has no padding knob
+
+
+@pytest.mark.parametrize("uri", ["sqlite:///mlruns.db", "sqlite:///:memory:", "file:///tmp/mlruns", "http://mlflow:5000",
+                                 "https://mlflow.example.org", "postgresql+psycopg2://u@db/mlflow", "mysql://db/m",
+                                 "mssql+pyodbc://db/m", "databricks", "databricks://profile"])
+def test_tracking_uris_accepted(uri):
+    check_sweep(sweep(tracking={"uri": uri}), external=False)
+
+
+@pytest.mark.parametrize("uri, fragment", [
+    ("mlruns.db", "not a tracking URI"), ("file+x:///tmp", "not a tracking URI"), ("s3://bucket", "not a tracking URI"),
+    ("http://", "an http\\(s\\) URI needs a host"),
+])
+def test_tracking_uris_refused(uri, fragment):
+    with pytest.raises(ConfigError, match=f"^tracking.uri: {fragment}"):
+        check_sweep(sweep(tracking={"uri": uri}), external=False)
+
+
+def test_tracking_store_folder_is_checked_only_with_external(tmp_path):
+    spec = sweep(tracking={"uri": f"sqlite:///{tmp_path}/missing/mlruns.db"})
+    check_sweep(spec, external=False)  # `convsweep table --runs` reads no store
+    with pytest.raises(ConfigError, match=f"the folder that would hold the store does not exist: {tmp_path}/missing"):
+        check_sweep(spec)
+    check_sweep(sweep(tracking={"uri": f"file://{tmp_path}/mlruns"}))  # the store itself is created by MLflow
+
+
+def test_exclude_entry_overlapping_an_earlier_one_is_not_unmatched():
+    spec = sweep(grid={"layer.method": ["stdconv", "gmconv", "coc"]},
+                 exclude=[{"layer.method": "coc"}, {"layer.method": "coc", "seed": 0}])
+    assert [t.layer.method for t in expand(spec)] == ["stdconv", "gmconv"]
