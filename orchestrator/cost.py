@@ -85,14 +85,12 @@ def _images(trial: Any) -> tuple[int, int]:
 
 
 def load_calibration(storage_root: str | Path) -> dict[str, dict[str, Any]]:
+    from orchestrator.trialdir import read_json_file
+
     path = Path(storage_root) / CALIBRATION_FILE
     if not path.is_file():
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno}); delete it and run "
-                         "`convsweep calibrate FILE` again") from None
+    data = read_json_file(path, "delete it and run `convsweep calibrate FILE` again")
     return data if isinstance(data, dict) else {}
 
 

@@ -168,17 +168,26 @@ def _load_reference(spec: TableSpec, reference_dir: str | Path | None) -> list[d
     return rows
 
 
+def _reference_row(spec: TableSpec, ref_rows: list[dict[str, str]], values: Mapping[str, str],
+                   params: Sequence[str]) -> dict[str, str] | None:
+    """The published CSV row whose ``reference.match`` columns equal these param values, if any."""
+    ref = spec.reference
+    assert ref is not None
+    for row in ref_rows:
+        if all(canon(ref.value_map.get(p, {}).get(values[p], values[p])) == canon(row[ref.match[p]])
+               for p in params if p in ref.match):
+            return row
+    return None
+
+
 def _published(spec: TableSpec, ref_rows: list[dict[str, str]], values: Mapping[str, str], header: str,
                params: Sequence[str]) -> float | None:
     ref = spec.reference
     if ref is None or header not in ref.values:
         return None
-    for row in ref_rows:
-        if all(canon(ref.value_map.get(p, {}).get(values[p], values[p])) == canon(row[ref.match[p]])
-               for p in params if p in ref.match):
-            text = row[ref.values[header]].strip()
-            return float(text) if text else None
-    return None
+    row = _reference_row(spec, ref_rows, values, params)
+    text = "" if row is None else row[ref.values[header]].strip()
+    return float(text) if text else None
 
 
 def _published_extra(spec: TableSpec, ref_rows: list[dict[str, str]], values: Mapping[str, str], header: str,
@@ -187,13 +196,10 @@ def _published_extra(spec: TableSpec, ref_rows: list[dict[str, str]], values: Ma
     ref = spec.reference
     if ref is None or not ref.extra or header not in ref.values:
         return {}
-    for row in ref_rows:
-        if all(canon(ref.value_map.get(p, {}).get(values[p], values[p])) == canon(row[ref.match[p]])
-               for p in params if p in ref.match):
-            if not row[ref.values[header]].strip():
-                return {}
-            return {label: row[column].strip() for label, column in ref.extra.items()}
-    return {}
+    row = _reference_row(spec, ref_rows, values, params)
+    if row is None or not row[ref.values[header]].strip():
+        return {}
+    return {label: row[column].strip() for label, column in ref.extra.items()}
 
 
 def build_table(spec: TableSpec, runs: Iterable[Any], *, sweep: str | None = None,
