@@ -11,16 +11,32 @@ Compilation: every variant traces with ``torch.fx.symbolic_trace`` and runs unde
 (CPU, inductor) with outputs equal to eager mode; both are covered by ``tests/layers/test_compile.py``.
 """
 
-from .aconv import AdaptiveConv2d, clamp_adaptive_sigmas
-from .coc import CoCConv2d
-from .convert import METHOD_KNOBS, METHODS, ConversionReport, convert_model
-from .erf import effective_receptive_field, erf_radii, theoretical_receptive_field
-from .fold import reparameterize_model
-from .gmconv import SIGMA_PATTERNS, GMConv2d
-from .models import MODEL_NAMES, build_model, register_model, validate_build_args
-from .orth import orth_loss
-from .stdconv import StdConv2d
-from .summary import count_params_flops, sigma_summary
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+# torch-free: config validation reads these without importing torch (about 650 MB and 1-3 s)
+from .catalogue import MODEL_NAMES, validate_build_args
+from .knobs import METHOD_KNOBS, METHODS, SIGMA_PATTERNS
+
+# everything else is imported on first use, from the module that defines it
+_LAZY = {
+    "AdaptiveConv2d": "aconv", "clamp_adaptive_sigmas": "aconv", "CoCConv2d": "coc", "ConversionReport": "convert",
+    "convert_model": "convert", "effective_receptive_field": "erf", "erf_radii": "erf",
+    "theoretical_receptive_field": "erf", "reparameterize_model": "fold", "GMConv2d": "gmconv",
+    "build_model": "models", "register_model": "models", "orth_loss": "orth", "StdConv2d": "stdconv",
+    "count_params_flops": "summary", "sigma_summary": "summary",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "GMConv2d", "CoCConv2d", "AdaptiveConv2d", "StdConv2d", "orth_loss", "convert_model",

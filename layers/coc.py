@@ -77,6 +77,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.common_types import _size_2_t
 
+from .knobs import COC_INITS, COC_PADS, DILATION_TABLE, check_coc_kernel, super_kernel_geometry
 from .stdconv import ReparamConv2d, check_odd_square_kernel, standardize_weight
 
 __all__ = ["DILATION_TABLE", "COC_PADS", "COC_INITS", "super_kernel_geometry", "released_extensions",
@@ -84,33 +85,7 @@ __all__ = ["DILATION_TABLE", "COC_PADS", "COC_INITS", "super_kernel_geometry", "
            "grouped_canvas_matmul", "coc_kernel", "CoCConv2d"]
 
 LN_EPS = 1e-5
-# Kernels padding C_out up to a multiple of sa^2: fixed zeros (paper step 0) or trainable (released code).
-COC_PADS: tuple[str, ...] = ("zeros", "trainable")
-# nn.Conv2d's default init, or the released code's (module docstring).
-COC_INITS: tuple[str, ...] = ("torch", "released")
 SUPER_BASIS_MAX_NUMEL = 2**20
-# (k, skp) -> (super kernel size, super dilation), from the released code, used when dilate=True.
-DILATION_TABLE: dict[tuple[int, int], tuple[int, int]] = {
-    (3, 2): (3, 2), (3, 4): (3, 3), (3, 6): (5, 2),
-    (5, 0): (3, 3), (5, 2): (5, 2), (5, 4): (5, 3), (5, 6): (5, 4),
-    (7, 0): (5, 2), (7, 2): (5, 3), (7, 4): (5, 4), (7, 6): (7, 3),
-}
-
-
-def super_kernel_geometry(kernel_size: int, skp: int, dilate: bool) -> tuple[int, int]:
-    """``(sk, sd)``: super kernel size and dilation for a basic ``k x k`` kernel (see module docstring)."""
-    if skp < 0 or skp % 2:
-        raise ValueError(f"CoC: skp must be an even integer >= 0 (got {skp!r}; allowed: 0, 2, 4, 6, ...)")
-    if not dilate:
-        return kernel_size + skp, 1
-    table_ks = sorted({k for k, _ in DILATION_TABLE})
-    if kernel_size not in table_ks:
-        return kernel_size + skp, 1
-    allowed = sorted(s for k, s in DILATION_TABLE if k == kernel_size)
-    if (kernel_size, skp) not in DILATION_TABLE:
-        raise ValueError(f"CoC: with dilate=True and kernel_size={kernel_size}, skp must be one of {allowed} "
-                         f"(got {skp!r}); or set dilate=False")
-    return DILATION_TABLE[(kernel_size, skp)]
 
 
 def released_extensions(kernel_size: int, *, sa: int, skp: int, sl: int, dilate: bool, stnd: bool,
@@ -317,12 +292,7 @@ class CoCConv2d(ReparamConv2d):
             raise ValueError(f"CoCConv2d: coc_pad must be one of {COC_PADS} (got {coc_pad!r})")
         if init not in COC_INITS:
             raise ValueError(f"CoCConv2d: init must be one of {COC_INITS} (got {init!r})")
-        if dilate and skp == 0 and k == 3:
-            raise ValueError("CoCConv2d: dilate=True with skp=0 at kernel_size=3 is not allowed "
-                             "(allowed: skp in [2, 4, 6] with dilate, or dilate=False)")
-        sk, sd = super_kernel_geometry(k, skp, dilate)
-        if wsc and sk * sk < 2:
-            raise ValueError(f"CoCConv2d: wsc needs a super kernel with >= 2 taps (got sk={sk}; set skp > 0)")
+        sk, sd = check_coc_kernel(k, skp=skp, dilate=dilate, wsc=wsc)
         self.sa, self.skp, self.sl, self.skip, self.dilate = sa, skp, sl, bool(skip), bool(dilate)
         self.stnd, self.super_norm, self.final_norm, self.wsc = bool(stnd), bool(super_norm), bool(final_norm), bool(wsc)
         self.coc_pad, self.init = coc_pad, init

@@ -30,28 +30,18 @@ import torch
 from torch import nn
 
 from .aconv import AdaptiveConv2d
-from .coc import COC_INITS, COC_PADS, CoCConv2d
-from .gmconv import SIGMA_PATTERNS, GMConv2d
+from .coc import CoCConv2d
+from .gmconv import GMConv2d
+from .knobs import C1X1_MODES, METHOD_KNOBS, METHODS, validate_knobs
 from .stdconv import StdConv2d
 
 __all__ = ["METHODS", "METHOD_KNOBS", "C1X1_MODES", "ConversionReport", "convert_model", "validate_knobs"]
 
 log = logging.getLogger(__name__)
 
-METHODS: tuple[str, ...] = ("stdconv", "s-gmconv", "gmconv", "coc", "aconv")
-METHOD_KNOBS: dict[str, tuple[str, ...]] = {
-    "stdconv": ("stnd",),
-    "s-gmconv": ("sigma_init", "stnd"),
-    "gmconv": ("sigma_init", "sigma_pattern", "stnd"),
-    "coc": ("sa", "skp", "sl", "skip", "dilate", "c1x1", "stnd", "super_norm", "final_norm", "wsc", "coc_pad",
-            "init"),
-    "aconv": ("aconv_sigma_init", "stnd"),
-}
 _VARIANT = {"stdconv": StdConv2d, "s-gmconv": GMConv2d, "gmconv": GMConv2d, "coc": CoCConv2d,
             "aconv": AdaptiveConv2d}
 _ALL_VARIANTS = (StdConv2d, GMConv2d, CoCConv2d, AdaptiveConv2d)
-# CoC's c1x1: 1x1 convs stay plain, become CoC (paper) or weight-standardised (released ``c1x1_ws``)
-C1X1_MODES: tuple[bool | str, ...] = (False, True, "ws")
 
 
 @dataclass(frozen=True)
@@ -73,30 +63,6 @@ class ConversionReport:
         for _, kind in self.replaced:
             counts[kind] = counts.get(kind, 0) + 1
         return counts
-
-
-def validate_knobs(method: str, knobs: dict[str, Any]) -> None:
-    """Raise a one-line ``ValueError`` for an unknown method, an unknown knob or an obviously bad value."""
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS} (got {method!r})")
-    unknown = sorted(set(knobs) - set(METHOD_KNOBS[method]))
-    if unknown:
-        raise ValueError(f"unknown knob(s) {unknown} for method {method!r} (allowed: {METHOD_KNOBS[method]})")
-    if "sigma_pattern" in knobs and knobs["sigma_pattern"] not in SIGMA_PATTERNS:
-        raise ValueError(f"sigma_pattern must be one of {SIGMA_PATTERNS} (got {knobs['sigma_pattern']!r})")
-    for name in ("sa", "sl"):
-        if name in knobs and (not isinstance(knobs[name], int) or knobs[name] < 1):
-            raise ValueError(f"{name} must be an integer >= 1 (got {knobs[name]!r})")
-    if "skp" in knobs and (not isinstance(knobs["skp"], int) or knobs["skp"] < 0 or knobs["skp"] % 2):
-        raise ValueError(f"skp must be an even integer >= 0 (got {knobs['skp']!r}; allowed: 0, 2, 4, 6, ...)")
-    if "c1x1" in knobs and not (isinstance(knobs["c1x1"], bool) or knobs["c1x1"] == "ws"):
-        raise ValueError(f"c1x1 must be one of {C1X1_MODES} (got {knobs['c1x1']!r})")
-    if "coc_pad" in knobs and knobs["coc_pad"] not in COC_PADS:
-        raise ValueError(f"coc_pad must be one of {COC_PADS} (got {knobs['coc_pad']!r})")
-    if "init" in knobs and knobs["init"] not in COC_INITS:
-        raise ValueError(f"init must be one of {COC_INITS} (got {knobs['init']!r})")
-    if "sigma_init" in knobs and not (isinstance(knobs["sigma_init"], (int, float)) and knobs["sigma_init"] > 0):
-        raise ValueError(f"sigma_init must be a number > 0 (got {knobs['sigma_init']!r})")
 
 
 def _layer_kwargs(method: str, knobs: dict[str, Any]) -> dict[str, Any]:

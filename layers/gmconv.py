@@ -34,11 +34,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.common_types import _size_2_t
 
+from .knobs import SIGMA_PATTERNS
 from .stdconv import ReparamConv2d, check_odd_square_kernel, standardize_weight
 
 __all__ = ["SIGMA_PATTERNS", "gaussian_mask", "per_sample_conv2d", "SigmaModule", "GMConv2d"]
 
-SIGMA_PATTERNS: tuple[str, ...] = ("sigma", "sigma1_sigma2", "sigma1_rsigma")
 SIGMA2_EPS = 1e-6
 SIGMA_FLOOR = 1e-3
 

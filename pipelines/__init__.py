@@ -19,10 +19,24 @@ arrays are in memory and their augmentation is cheap). An undecodable image fail
 `Loader.state_dict()` / `load_state_dict()` on every backend.
 """
 
+from importlib import import_module
+from typing import Any
+
+# numpy only: config validation checks names and roots without importing torch
+from .constants import BACKENDS
 from .datasets import DATASETS, DatasetInfo, check_root, dataset_info
 from .folders import CorruptImageError
-from .loader import BACKENDS, Loader, build_loader
-from .transforms import EVAL_TRANSFORMS
+
+_LAZY = {"Loader": "loader", "build_loader": "loader", "EVAL_TRANSFORMS": "transforms"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:  # torch and the backends load on first use
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["build_loader", "dataset_info", "check_root", "DATASETS", "BACKENDS", "EVAL_TRANSFORMS", "DatasetInfo",
            "Loader", "CorruptImageError"]

@@ -86,3 +86,5 @@ DEFAULT_AUGMENT: dict[str, bool] = {
     "imagenet": True, "tiny-imagenet": True, "cifar10": True, "cifar100": True, "mnist": False,
     "fashion-mnist": False, "digits": False, "mnist-cluttered": False, "lfw-faces": True,
 }
+# Loader backends (pipelines.loader): "auto" picks DALI for the JPEG datasets when it imports.
+BACKENDS: tuple[str, ...] = ("auto", "dali-gpu", "dali-cpu", "pytorch", "synthetic")

@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 import torch
 
+from .constants import BACKENDS
 from .datasets import JPEG_DATASETS, SPLITS, check_name, dataset_info, load_split
 from .sharding import ShardPlan
 from .transforms import check_eval_transform
@@ -27,7 +28,6 @@ __all__ = ["BACKENDS", "Loader", "build_loader", "resolve_backend"]
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "dali-gpu", "dali-cpu", "pytorch", "synthetic")
 
 
 class Loader:

@@ -42,12 +42,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..aconv import AdaptiveConv2d
+from ..catalogue import PADDINGS, SHORTCUTS
 
 __all__ = ["PADDINGS", "SHORTCUTS", "TFSamePad2d", "tf_same_pads", "aconv_simple", "aconv_resnet",
            "AconvResNet", "released_init_"]
 
-PADDINGS = ("symmetric", "tf_same")
-SHORTCUTS = ("projection", "released")
 
 
 def tf_same_pads(size: int, kernel_size: int, stride: int) -> tuple[int, int]:

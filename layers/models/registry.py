@@ -19,8 +19,9 @@ from typing import Any
 
 from torch import nn
 
-from ..convert import METHOD_KNOBS, convert_model, validate_knobs
-from .aconv_nets import PADDINGS, SHORTCUTS, aconv_resnet, aconv_simple, released_init_
+from ..catalogue import ARCH_KNOBS, MODEL_NAMES, ModelFacts, declare_model, model_facts, validate_build_args
+from ..convert import METHOD_KNOBS, convert_model
+from .aconv_nets import aconv_resnet, aconv_simple, released_init_
 from .cifar_resnet import resnet18_cifar, resnet20, resnet56
 
 __all__ = ["register_model", "build_model", "validate_build_args", "MODEL_NAMES", "model_names", "ARCH_KNOBS"]
@@ -38,20 +39,6 @@ class ModelEntry:
     # ``init: released``: re-initialise the converted model as the authors' released code does
     released_init: Callable[[nn.Module], nn.Module] | None = None
 
-
-# Architecture knobs a model may declare (None or absent = the builder's default), with their checks.
-ARCH_KNOBS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "blocks_per_stage": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1"),
-    "dropout": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1,
-                "a number in [0, 1)"),
-    # "torch" (PyTorch's default init) is the default; "released" only for models registered with a
-    # ``released_init`` (so the key says which models have one), and for method "coc" on any model: the CoC
-    # layers' own released init (layers.coc)
-    "init": (lambda v: v in ("torch", "released"), "one of 'torch', 'released'"),
-    # the ACONV nets: TF's 'same' padding of the authors' Keras code, and the released ResNet's shortcut
-    "padding": (lambda v: v in PADDINGS, f"one of {', '.join(map(repr, PADDINGS))}"),
-    "shortcut": (lambda v: v in SHORTCUTS, f"one of {', '.join(map(repr, SHORTCUTS))}"),
-}
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
@@ -72,6 +59,9 @@ def register_model(name: str, *, kernel_size_knob: bool = False, coc_wsc: bool =
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"register_model: name {name!r} is already registered")
+        # a built-in's facts are declared (with its kernels) in layers.catalogue: the two must agree
+        known = model_facts(name).kernels if name in MODEL_NAMES else None
+        declare_model(ModelFacts(name, kernel_size_knob, coc_wsc, tuple(arch_knobs), known))
         _REGISTRY[name] = ModelEntry(name, builder, kernel_size_knob, coc_wsc, tuple(arch_knobs), released_init)
         return builder
     return decorate
@@ -134,42 +124,7 @@ for _name in ("mobilenet_v2", "shufflenet_v2_x1_0", "mobilenet_v3_small"):
 for _name in ("hrnet_w18_small", "hrnet_w18_small_v2", "hrnet_w18"):
     _timm(_name)
 
-MODEL_NAMES: tuple[str, ...] = model_names()
-
-
-def validate_build_args(name: str, num_classes: int, method: str = "stdconv", *, in_channels: int = 3,
-                        **knobs: Any) -> None:
-    """The checks ``build_model`` does before building anything (cheap; for config validation)."""
-    if name not in _REGISTRY:
-        raise ValueError(f"model must be one of {MODEL_NAMES} (got {name!r})")
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be an integer >= 1 (got {num_classes!r})")
-    if not isinstance(in_channels, int) or in_channels < 1:
-        raise ValueError(f"in_channels must be an integer >= 1 (got {in_channels!r})")
-    kernel_size = knobs.pop("kernel_size", None)
-    if kernel_size is not None:
-        kernel_models = tuple(n for n, e in _REGISTRY.items() if e.kernel_size_knob)
-        if not _REGISTRY[name].kernel_size_knob:
-            raise ValueError(f"kernel_size applies only to models {kernel_models} (got kernel_size="
-                             f"{kernel_size!r} for model {name!r}; allowed: None)")
-        if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be an odd integer >= 1 or None (got {kernel_size!r})")
-        if method == "aconv" and kernel_size == 1:
-            raise ValueError("kernel_size must be odd and square, >= 3 for method 'aconv' (got 1; allowed: "
-                             "3, 5, 7, ...): ACONV has no envelope on a 1x1 kernel")
-    for knob, (valid, allowed) in ARCH_KNOBS.items():
-        value = knobs.pop(knob, None)
-        if value is None:
-            continue
-        coc_init = knob == "init" and method == "coc"
-        if knob not in _REGISTRY[name].arch_knobs and not coc_init:
-            models = tuple(n for n, e in _REGISTRY.items() if knob in e.arch_knobs)
-            also = " or to method 'coc'" if knob == "init" else ""
-            raise ValueError(f"{knob} applies only to models {models}{also} (got {knob}={value!r} for model "
-                             f"{name!r}; allowed: None)")
-        if not valid(value):
-            raise ValueError(f"{knob} must be {allowed} or None (got {value!r})")
-    validate_knobs(method, knobs)
+assert model_names() == MODEL_NAMES, "layers.catalogue declares every built-in model, in order"
 
 
 def build_model(name: str, num_classes: int, method: str = "stdconv", *, in_channels: int = 3,
