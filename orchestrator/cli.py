@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from rich.console import Console
 from rich.table import Table
@@ -24,11 +25,11 @@ _err = Console(stderr=True, soft_wrap=True)
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="convsweep", description="Sweeps of receptive-field-shaping convs.",
-        epilog="exit codes: 0 success; 1 a trial failed; 2 bad input or state (one line naming the file or "
-               "sweep); 3 unexpected error (one line naming a log with the traceback); 130 interrupted "
-               "(convsweep resume continues)")
+        epilog="exit codes: 0 success; 1 a trial failed; 2 bad input or state (one line: \"convsweep: FILE or "
+               "SWEEP: what is wrong; what to do\"; nothing submitted); 3 unexpected error (one line naming a log "
+               "with the traceback); 130 interrupted (convsweep resume continues)")
     p.add_argument("-v", "--verbose", action="store_true", help="log INFO messages")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -310,6 +311,38 @@ _COMMANDS = {
 }  # fmt: skip
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's usage errors in the one-line form of every other input error (and still exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        where = self.prog.removeprefix("convsweep").strip() or "usage"
+        self.exit(2, f"convsweep: {where}: {message}; see {self.prog} --help\n")
+
+
+def _subject(args: argparse.Namespace) -> str:
+    """What an error is about: the sweep file or recorded sweep the command was given."""
+    return str(getattr(args, "file", None) or getattr(args, "sweep", None) or args.command)
+
+
+def _error_line(exc: ValueError, args: argparse.Namespace) -> str:
+    """``convsweep: <FILE or SWEEP>: <what is wrong>; <what to do>``, from a library error's first line."""
+    from orchestrator.sweepfile import ConfigError
+
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    subject = _subject(args)
+    if isinstance(exc, ConfigError) and exc.file is not None:
+        where = exc.file
+        text = text.removeprefix(f"{exc.file}: ")
+        todo = f"fix it, then check with: convsweep validate {exc.file}"
+    else:
+        where = subject
+        text = text.removeprefix(f"{subject}: ").removeprefix("SWEEP: ")  # the line names it already
+        todo = f"see convsweep {args.command} --help"
+    # most library messages already end in what to do ("...; run convsweep sweep FILE again"): keep theirs
+    said = "; " in text.split("(")[0] or "allowed:" in text or " run " in text or "`convsweep" in text
+    return f"convsweep: {where}: {text}" + ("" if said and not isinstance(exc, ConfigError) else f"; {todo}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -320,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _COMMANDS[args.command](args)
     except ValueError as exc:  # ConfigError is a ValueError: one line, nothing submitted
-        _err.print(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, highlight=False, markup=False)
+        _err.print(_error_line(exc, args), highlight=False, markup=False)
         return 2
     except KeyboardInterrupt:
         _err.print("interrupted: `convsweep resume` continues the sweep", highlight=False)
@@ -328,8 +361,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the last resort: one line and the traceback kept in a file
         log_path = _write_traceback(args.command)
         first = str(exc).splitlines()[0] if str(exc) else ""
-        _err.print(f"convsweep {args.command}: unexpected {type(exc).__name__}" + (f": {first}" if first else "")
-                   + f" (traceback in {log_path})", highlight=False, markup=False)
+        _err.print(f"convsweep: {_subject(args)}: unexpected {type(exc).__name__} in `convsweep {args.command}`"
+                   + (f": {first}" if first else "") + f"; please report it with the traceback in {log_path}",
+                   highlight=False, markup=False)
         return 3
 
 

@@ -385,6 +385,10 @@ class SweepSpec(_Frozen):
     profiles: dict[str, dict[str, Any]] = {}
     evaluate: EvaluateSpec | None = None
     table: TableSpec | None = None
+    # A layer knob no trial's method uses (base.layer.sigma_init with only coc trials), or trials that differ
+    # only in knobs their method ignores (grid sigma_init x method stdconv: the same computation run again),
+    # is an error: the user meant it to change something. true turns both into one warning.
+    allow_ignored_knobs: bool = False
 
     # A field validator (not a model one) so the error's location is `zip`, which the one-line error names.
     @field_validator("zip")

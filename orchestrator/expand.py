@@ -148,8 +148,28 @@ def _matches(dumped: dict[str, Any], where: dict[str, Any]) -> bool:
     return True
 
 
+# Each command used to expand its sweep two or three times (load_sweep's checks, then the command itself):
+# seconds for 10,000 trials, and every warning said as many times. Trials are frozen, so the last few
+# expansions are kept, keyed by what expansion reads (not evaluation sweeps: theirs change as trials finish).
+_EXPANDED: dict[str, list[tuple[TrialSpec, dict[str, str]]]] = {}
+_EXPANDED_KEPT = 4
+_NOT_EXPANSION_INPUTS = {"description", "tracking", "executor", "tune", "profiles", "table"}
+
+
 def expand_with_sources(spec: SweepSpec) -> list[tuple[TrialSpec, dict[str, str]]]:
     """Trials, each with the sweep-file key behind each varied path (``layer.method`` -> ``grid.layer.method``)."""
+    if spec.evaluate is not None:
+        return _expand_with_sources(spec)
+    key = spec.model_dump_json(exclude=_NOT_EXPANSION_INPUTS)
+    if key not in _EXPANDED:
+        pairs = _expand_with_sources(spec)
+        while len(_EXPANDED) >= _EXPANDED_KEPT:
+            del _EXPANDED[next(iter(_EXPANDED))]
+        _EXPANDED[key] = pairs
+    return [(trial, dict(sources)) for trial, sources in _EXPANDED[key]]
+
+
+def _expand_with_sources(spec: SweepSpec) -> list[tuple[TrialSpec, dict[str, str]]]:
     problems = structure_problems(spec)
     if problems:
         raise ConfigError(problems)
@@ -196,27 +216,18 @@ def expand_with_sources(spec: SweepSpec) -> list[tuple[TrialSpec, dict[str, str]
     _check_duplicates(out, raw)
     if not out:
         raise ConfigError(Problem("exclude", "every trial is excluded", spec.exclude, "entries that leave a trial"))
-    _warn_redundant([t for t, _ in out])
+    _ignored_knobs(spec, out)
     return out
 
 
-def _warn_redundant(trials: list[TrialSpec]) -> None:
-    """Warn when trials differ only in layer knobs their method ignores (grid sigma_init x method stdconv)."""
-    seen: dict[str, TrialSpec] = {}
-    repeats = []
-    for trial in trials:
-        data = trial.model_dump(mode="json", exclude={"layer"})
-        layer = trial.layer
-        data["layer"] = {"method": layer.method, "orth": layer.orth, "orth_weight": layer.orth_weight if layer.orth
-                         else None, **trial.layer.build_knobs()}
-        first = seen.setdefault(_canon(data), trial)
-        if first is not trial:
-            repeats.append((first, trial))
-    if repeats:
-        first, again = repeats[0]
-        log.warning("%d trial(s) repeat another's computation: their layer knobs differ only where method %r "
-                    "ignores them (e.g. %s and %s); use a zip group or exclude to drop them",
-                    len(repeats), again.layer.method, first.trial_key, again.trial_key)
+def _ignored_knobs(spec: SweepSpec, out: list[tuple[TrialSpec, dict[str, str]]]) -> None:
+    from orchestrator.checks import ignored_knob_problems  # checks imports layers.knobs: torch-free
+
+    problems = ignored_knob_problems(spec, out)
+    if problems and not spec.allow_ignored_knobs:
+        raise ConfigError(problems)
+    for p in problems:  # the sweep allows them: said once, as the expansion is cached
+        log.warning("%s (allowed by allow_ignored_knobs)", p.text())
 
 
 def _source_key(parts: list[str | int], sources: dict[str, str]) -> str:

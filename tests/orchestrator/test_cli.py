@@ -150,8 +150,9 @@ def test_table_of_a_sweep_file_and_of_a_recorded_sweep(
 
 PAPER_TABLE2 = Path(__file__).resolve().parents[2] / "experiments" / "gmconv_table2_imagenet.yaml"
 # `convsweep table` in a fresh interpreter, failing if the table path imported a heavy package
+# layers' and pipelines' package modules are torch-free (their torch modules load on first use): torch is the test
 _NO_HEAVY_IMPORTS = ("import sys; from orchestrator.cli import main; rc = main(sys.argv[1:]); "
-                     "heavy = sorted({'torch', 'layers', 'pipelines', 'mlflow', 'ray'} & set(sys.modules)); "
+                     "heavy = sorted({'torch', 'pipelines.loader', 'mlflow', 'ray'} & set(sys.modules)); "
                      "assert not heavy, heavy; sys.exit(rc)")
 
 
@@ -221,8 +222,9 @@ def test_an_unexpected_error_is_one_line_naming_a_log_and_exit_3(
     monkeypatch.setattr(orchestrator.plan, "render_plan", broken)
     assert main(["plan", str(QUICKSTART)]) == 3
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("convsweep plan: unexpected KeyError: 'resources' (traceback in ")
-    log = Path(err.rsplit("traceback in ", 1)[1].rstrip(")\n"))
+    assert err.count("\n") == 1 and err.startswith("convsweep: ") and "unexpected KeyError in `convsweep plan`: " \
+        "'resources'; please report it with the traceback in " in err, err
+    log = Path(err.rsplit("traceback in ", 1)[1].rstrip("\n"))
     assert "Traceback" in log.read_text() and "broken" in log.read_text()
     log.unlink()
 
@@ -241,3 +243,47 @@ def test_plan_warns_about_missing_data_and_goes_on(capsys: pytest.CaptureFixture
     captured = capsys.readouterr()
     assert captured.err.startswith("warning: ") and "is not a cifar10 root" in captured.err
     assert "54 trials" in captured.out and "GPU-hours:" in captured.out and "unknown" not in captured.out
+
+
+_ERROR_LINE = r"convsweep: (?P<subject>[^:\s]+): (?P<wrong>.+); (?P<todo>.+)"
+
+
+@pytest.mark.parametrize("argv", [
+    ["validate", "{bad}"], ["validate", "{missing}"], ["plan", "{good}", "--profile", "nope"],
+    ["calibrate", "{good}", "--steps", "0"], ["sweep", "{bad}"], ["sweep", "{good}", "--detach"],
+    ["table", "{good}", "--set", "table=3"], ["export", "{good}", "--out", "x.parquet"],
+    ["status", "nosuch"], ["resume", "nosuch"], ["cancel", "nosuch"], ["logs", "nosuch", "abc"],
+    ["validate"], ["plan", "{good}", "--bogus"],
+], ids=lambda a: "-".join(a).replace("{", "").replace("}", ""))
+def test_every_subcommand_fails_with_one_line_of_one_form_and_exit_2(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Input or state errors of every subcommand: `convsweep: <FILE or SWEEP>: <what is wrong>; <what to do>`."""
+    import re
+
+    monkeypatch.chdir(tmp_path)
+    files = {"good": str(_small_sweep(tmp_path)), "missing": str(tmp_path / "none.yaml"),
+             "bad": str(_small_sweep(tmp_path, base={"model": "resnet20", "layer": {"method": "gmconvv"}}))}
+    argv = [a.format(**files) for a in argv]
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    match = re.fullmatch(_ERROR_LINE, err.strip())
+    assert match, err
+    subject = argv[1] if len(argv) > 1 and not argv[1].startswith("-") else None
+    assert match["subject"] in ({"usage", "validate"} if subject is None or "--bogus" in argv else
+                                {subject, files["good"]}), err
+
+
+def test_an_allowed_ignored_knob_is_said_once(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    """validate expands the sweep once (it used to expand it twice, and say each warning twice)."""
+    sweep = _small_sweep(tmp_path, allow_ignored_knobs=True,
+                         grid={"layer.method": ["stdconv", "s-gmconv"], "layer.sigma_init": [1.0, 5.0]})
+    assert main(["validate", str(sweep)]) == 0
+    said = [r for r in caplog.records if "repeat one computation" in r.getMessage()]
+    assert len(said) == 1, [r.getMessage() for r in said]
+    assert "ok (cli-small: 4 trials)" in capsys.readouterr().out
