@@ -192,7 +192,9 @@ def ignored_knob_problems(spec: SweepSpec, pairs: Pairs) -> list[Problem]:
             continue
         ignored = sorted(f for f in LayerSpec.model_fields if f not in unused
                          and getattr(first.layer, f) != getattr(trial.layer, f))
-        keys = sorted({_blame(f"layer.{f}", sources) for f in ignored}) or ["grid"]
+        if not ignored:
+            continue  # they repeat through a knob no trial reads: said above
+        keys = sorted({_blame(f"layer.{f}", sources) for f in ignored})
         problems.append(Problem(keys[0], f"trials {first.trial_key} and {trial.trial_key} repeat one "
                                 f"computation: method {trial.layer.method} ignores {', '.join(ignored)}; drop the "
                                 "repeats with a zip group or exclude, or set allow_ignored_knobs: true",

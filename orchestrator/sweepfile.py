@@ -320,6 +320,24 @@ def _override_path_ok(path: str) -> bool:
     return True
 
 
+def _dotted_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+    out = []
+    for name, field in model.model_fields.items():
+        out.append(prefix + name)
+        sub = _model_of(field.annotation)
+        if sub is not None:
+            out += _dotted_paths(sub, f"{prefix}{name}.")
+    return out
+
+
+def _suggest_path(path: str) -> str:
+    """", did you mean 'base.recipe.epochs'?" for a misspelt profile/--set path, or nothing."""
+    head = path.split(".")[0]
+    paths = [f"grid.{p}" for p in _dotted_paths(TrainBase)] if head == "grid" else _dotted_paths(SweepSpec)
+    close = difflib.get_close_matches(path, paths, n=1, cutoff=0.8)
+    return f", did you mean {close[0]!r}?" if close else ""
+
+
 def _parse_set(item: str) -> tuple[str, Any]:
     key, sep, text = item.partition("=")
     if not sep or not key.strip():
@@ -389,7 +407,7 @@ def load_sweep(
         profiles = data.get("profiles") or {}
         if not isinstance(profiles, dict) or not all(isinstance(p, dict) for p in profiles.values()):
             raise ConfigError(Problem("profiles", "must map profile names to {dotted.key: value}", profiles))
-        bad = [Problem(f"profiles.{name}.{key}", "not a key of the sweep file", key)
+        bad = [Problem(f"profiles.{name}.{key}", f"not a key of the sweep file{_suggest_path(str(key))}", key)
                for name, sets in profiles.items() for key in sets if not _override_path_ok(str(key))]
         if bad:
             raise ConfigError(bad)

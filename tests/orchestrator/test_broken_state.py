@@ -144,7 +144,7 @@ def test_evaluation_sweep_before_its_source(tmp_path: Path, monkeypatch: pytest.
     assert main(["plan", str(path)]) == 0
     assert "0 trials yet" in capsys.readouterr().out
     err = _one_line_error(["sweep", str(path)], capsys)
-    assert err.startswith(f"{path}: evaluate.source_sweep: the source sweep has no recorded folder")
+    assert err.startswith(f"convsweep: {path}: evaluate.source_sweep: the source sweep has no recorded folder")
     assert not (tmp_path / "runs").exists()
 
 
@@ -154,14 +154,14 @@ def test_validate_checks_every_profile(tmp_path: Path, monkeypatch: pytest.Monke
     path = _sweep_file(tmp_path, profiles={"ok": {"seeds": [1]},
                                            "bad": {"base.model": "resnet18", "base.layer.kernel_size": 4}})
     err = _one_line_error(["validate", str(path)], capsys)
-    assert err.startswith(f"{path}: base.layer.kernel_size:") and "[profile bad]" in err
+    assert err.startswith(f"convsweep: {path}: base.layer.kernel_size:") and "[profile bad]" in err
     path = _sweep_file(tmp_path, profiles={"bad": {"grid.layer.method": ["coc"], "base.layer.skp": 3}})
     err = _one_line_error(["validate", str(path)], capsys)
     assert "base.layer.skp" in err and "skp must be an even integer" in err
     base = {"model": "resnet20", "dataset": {"name": "digits"}, "layer": {"kernel_size": 5}}
     path = _sweep_file(tmp_path, base=base, profiles={"bad": {"base.model": "resnet50"}})
     err = _one_line_error(["validate", str(path)], capsys)
-    assert err.startswith(f"{path}: base.layer.kernel_size:") and "[profile bad]" in err
+    assert err.startswith(f"convsweep: {path}: base.layer.kernel_size:") and "[profile bad]" in err
     assert main(["validate", str(path), "--profile", "bad"]) == 2  # selected: the same problem
     assert "base.layer.kernel_size" in capsys.readouterr().err
     path = _sweep_file(tmp_path, profiles={"fine": {"seeds": [3, 4]}})

@@ -64,8 +64,9 @@ def test_exclude_matches_every_pair_of_an_entry():
 
 
 def test_exclude_compares_typed_values():
+    # the knobs are ignored by the default method (stdconv): the sweep says that is what it wants
     spec = sweep(grid={"layer.sigma_init": [1.0, 5.0], "layer.aconv_sigma_init": [[0.1, 0.5], 0.3]},
-                 exclude=[{"layer.sigma_init": 5, "layer.aconv_sigma_init": [0.1, 0.5]}])
+                 exclude=[{"layer.sigma_init": 5, "layer.aconv_sigma_init": [0.1, 0.5]}], allow_ignored_knobs=True)
     assert len(expand(spec)) == 3
 
 
@@ -267,15 +268,22 @@ def test_same_mistake_in_several_models_is_reported_once():
     assert len(info.value.problems) == 1 and info.value.key == "grid.layer.skp"
 
 
-def test_knobs_a_method_ignores_are_reported(caplog):
-    spec = sweep(grid={"layer.method": ["stdconv", "gmconv"], "layer.sigma_init": [1.0, 5.0]})
+def test_knobs_a_method_ignores_are_errors_unless_the_sweep_allows_them(caplog):
+    grid = {"layer.method": ["stdconv", "gmconv"], "layer.sigma_init": [1.0, 5.0]}
+    with pytest.raises(ConfigError) as info:
+        expand(sweep(grid=grid))
+    assert str(info.value).startswith("grid.layer.sigma_init: trials ") and "method stdconv ignores sigma_init" in \
+        str(info.value) and "allowed: knobs of stdconv: stnd; gmconv: sigma_init, sigma_pattern, stnd" in str(info.value)
     with caplog.at_level("WARNING", logger="orchestrator.expand"):
-        assert len(expand(spec)) == 4
-    assert "1 trial(s) repeat another's computation" in caplog.text and "'stdconv'" in caplog.text
+        assert len(expand(sweep(grid=grid, allow_ignored_knobs=True))) == 4
+    assert "repeat one computation" in caplog.text and "allowed by allow_ignored_knobs" in caplog.text
     caplog.clear()
-    with caplog.at_level("WARNING", logger="orchestrator.expand"):
+    with caplog.at_level("WARNING", logger="orchestrator.expand"):  # a zip pairs each method with its knobs
         expand(sweep(zip=[{"layer.method": ["stdconv", "gmconv", "gmconv"], "layer.sigma_init": [5.0, 1.0, 5.0]}]))
     assert "repeat" not in caplog.text
+    with pytest.raises(ConfigError, match=r"^base.layer.sa: no trial's method reads this knob \(methods here: "
+                       r"stdconv, gmconv\)"):
+        expand(sweep(base={"model": "resnet20", "layer": {"sa": 3}}, grid={"layer.method": ["stdconv", "gmconv"]}))
 
 
 def test_error_inside_a_union_member_is_precise():
