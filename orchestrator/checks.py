@@ -1,4 +1,5 @@
-"""Checks of a sweep beyond its schema: names, data roots, layer knobs, table layout, tune metric, tracking URI.
+"""Checks of a sweep beyond its schema: names, data roots, layer knobs (and knobs no trial reads), table layout,
+tune metric, tracking URI. None of them imports torch: a model is checked from ``layers.catalogue``, not built.
 
 ``orchestrator.expand.check_sweep`` runs them; each returns ``Problem``s whose key is the one the user wrote
 (a base key when the bad value comes from ``base``, the grid/zip key when it comes from there).

@@ -1,8 +1,9 @@
 """``convsweep``: the command line, the one module with argparse. Parses, calls the library, prints.
 
-Exit codes: 0 success, 1 a trial failed (or nothing to show), 2 bad input or state (one line on stderr naming
-the file, key or sweep; nothing is submitted or recorded), 3 an unexpected error (one line on stderr naming a
-log file that holds the traceback), 130 the sweep was interrupted (`convsweep resume` continues it).
+Exit codes: 0 success, 1 a trial failed, 2 bad input or state (one line on stderr,
+``convsweep: <FILE or SWEEP>: <what is wrong>; <what to do>``; nothing is submitted or recorded), 3 an
+unexpected error (one line on stderr naming a log file that holds the traceback), 130 the sweep was interrupted
+(`convsweep resume` continues it).
 """
 
 from __future__ import annotations
@@ -354,6 +355,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _COMMANDS[args.command](args)
     except ValueError as exc:  # ConfigError is a ValueError: one line, nothing submitted
         _err.print(_error_line(exc, args), highlight=False, markup=False)
+        return 2
+    except OSError as exc:  # a path the user gave (or the state under it) that cannot be read or written
+        what = f"{exc.strerror or type(exc).__name__}" + (f": {exc.filename}" if exc.filename else "")
+        _err.print(f"convsweep: {_subject(args)}: {what}; check that path and its permissions",
+                   highlight=False, markup=False)
         return 2
     except KeyboardInterrupt:
         _err.print("interrupted: `convsweep resume` continues the sweep", highlight=False)

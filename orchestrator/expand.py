@@ -10,8 +10,10 @@ value or seed), never silently merged: the user asked for N trials and should ge
 grid/zip/exclude structure (an exclude entry must match a trial), every expanded trial re-validated with
 its error pinned on the key holding the bad value (``grid.layer.method``, or ``base.layer.skp`` when base set
 it), then ``orchestrator.checks``: names known to ``layers`` and ``pipelines``, data roots, the executor kind,
-each distinct layer-knob combination built once on the ``meta`` device, table rows/columns, ``tune.metric``
-and ``tracking.uri``.
+each distinct layer-knob combination checked once without building it (``layers.catalogue``), table
+rows/columns, ``tune.metric`` and ``tracking.uri``. Layer knobs the trials' methods ignore are an error
+(``checks.ignored_knob_problems``) unless the sweep sets ``allow_ignored_knobs``. An expansion is kept for
+the next call with the same inputs: a command expands its sweep once, however many steps ask for the trials.
 
 Evaluation sweeps (``evaluate:`` set) have no grid: their trials are the DONE trials of the source sweep in
 ``<storage.root>/<source_sweep>/`` matching ``evaluate.where``, re-targeted at this sweep.
