@@ -48,8 +48,11 @@ __all__ = ["WarmServer", "task_command", "PRELOADED_MODULES"]
 
 # What a rank would import before its first step. torch._dynamo is on the list because torch.optim imports it
 # on the optimiser's first call (its methods are wrapped to stay out of torch.compile), ~1.4 s on its own.
-PRELOADED_MODULES = ("torch", "torch._dynamo", "torch.distributed", "layers", "pipelines", "orchestrator.trainer",
-                     "orchestrator.evaluate", "orchestrator.job", "submitit.core.submission")
+# layers and pipelines load their torch modules on first use (validation imports the packages without torch):
+# name those modules, or every rank would import them after the fork.
+PRELOADED_MODULES = ("torch", "torch._dynamo", "torch.distributed", "layers.models", "layers.summary", "layers.fold",
+                     "layers.erf", "layers.orth", "pipelines.loader", "orchestrator.trainer", "orchestrator.evaluate",
+                     "orchestrator.job", "submitit.core.submission")
 
 SOCKET_NAME = "socket"
 PID_NAME = "server.pid"
