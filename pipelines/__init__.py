@@ -8,9 +8,10 @@
         for images, labels in loader:   # float32 NCHW normalised, int64, on the device
             ...
 
-Modules: constants (mean/std, sizes), folders / arrays / cluttered / lfw (on-disk formats), datasets (registry,
-`dataset_info`, `check_root`), sharding (which indices each rank reads), transforms (torchvision recipes,
-Table 4 evaluation transforms), loader (`build_loader`, `Loader`), torch_loader / dali / synthetic (backends).
+Modules: datasets (the registry: one entry per dataset with its constants and readers; `dataset_info`,
+`check_root`, `register_dataset`), readers/ (on-disk formats), sharding (which indices each rank reads),
+transforms (torchvision recipes, Table 4 evaluation transforms), loader (`build_loader`), backends/ (`Loader`
+and the pytorch / dali / synthetic backends). This package imports nothing of convsweep's other packages.
 
 Decisions: DALI serves the JPEG datasets (imagenet, tiny-imagenet); asking for `dali-*` on an array
 dataset is a ValueError naming the backends that serve it (`auto` picks `pytorch` there, even on CUDA: the
@@ -19,10 +20,11 @@ arrays are in memory and their augmentation is cheap). An undecodable image fail
 `Loader.state_dict()` / `load_state_dict()` on every backend.
 """
 
-from .datasets import DATASETS, DatasetInfo, check_root, dataset_info
-from .folders import CorruptImageError
-from .loader import BACKENDS, Loader, build_loader
+from .backends.base import Loader
+from .datasets import DATASETS, DatasetEntry, DatasetInfo, check_root, dataset_info, register_dataset
+from .loader import BACKENDS, build_loader
+from .readers.folders import CorruptImageError
 from .transforms import EVAL_TRANSFORMS
 
-__all__ = ["build_loader", "dataset_info", "check_root", "DATASETS", "BACKENDS", "EVAL_TRANSFORMS", "DatasetInfo",
-           "Loader", "CorruptImageError"]
+__all__ = ["build_loader", "dataset_info", "check_root", "register_dataset", "DATASETS", "BACKENDS", "EVAL_TRANSFORMS",
+           "DatasetEntry", "DatasetInfo", "Loader", "CorruptImageError"]

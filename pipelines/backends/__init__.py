@@ -1,0 +1,5 @@
+"""Loader backends: `base.Loader` (the epoch and resume bookkeeping all share), `pytorch` (torchvision
+DataLoader), `dali` (one DALI graph for the JPEG datasets, CPU or GPU decoding) and `synthetic` (random
+tensors of the dataset's shape). `pipelines.loader.build_loader` picks one; each imports its framework only
+when it is chosen.
+"""
