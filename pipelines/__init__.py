@@ -20,11 +20,24 @@ arrays are in memory and their augmentation is cheap). An undecodable image fail
 `Loader.state_dict()` / `load_state_dict()` on every backend.
 """
 
-from .backends.base import Loader
+from importlib import import_module
+from typing import Any
+
+# numpy only: checking a sweep's dataset names and roots does not import torch
+from .backends import BACKENDS
 from .datasets import DATASETS, DatasetEntry, DatasetInfo, check_root, dataset_info, register_dataset
-from .loader import BACKENDS, build_loader
 from .readers.folders import CorruptImageError
-from .transforms import EVAL_TRANSFORMS
+
+_LAZY = {"Loader": "backends.base", "build_loader": "loader", "EVAL_TRANSFORMS": "transforms"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:  # torch and the backends load on first use
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["build_loader", "dataset_info", "check_root", "register_dataset", "DATASETS", "BACKENDS", "EVAL_TRANSFORMS",
            "DatasetEntry", "DatasetInfo", "Loader", "CorruptImageError"]

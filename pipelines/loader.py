@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import torch
 
+from .backends import BACKENDS
 from .backends.base import Loader
 from .datasets import DATASETS, SPLITS, check_name, dataset_entry, dataset_info, load_split
 from .sharding import ShardPlan
@@ -20,7 +21,6 @@ __all__ = ["BACKENDS", "Loader", "build_loader", "resolve_backend"]
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "dali-gpu", "dali-cpu", "pytorch", "synthetic")
 
 
 def _is_cuda(device: torch.device) -> bool:
