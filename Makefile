@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.convsweep-installed
 PYTEST_ARGS ?=
 
-.PHONY: install test demo bench clean data
+.PHONY: install test check demo bench clean data
 
 install: $(STAMP)
 
@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The edit loop: everything but the end-to-end (`slow`) and SLURM tests, a few minutes on 2 cores.
+check: install
+	$(BIN)/python -m pytest -m "not slow and not slurm" $(PYTEST_ARGS)
 
 # The main job on the embedded defaults: a sweep of every conv method on scikit-learn's digits, local
 # executor with 2-process DDP, MLflow in ./mlruns.db; prints the ablation table at the end.

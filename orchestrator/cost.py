@@ -79,9 +79,9 @@ def forward_macs(trial: Any) -> int:
 
 
 def _images(trial: Any) -> tuple[int, int]:
-    from pipelines.constants import NOMINAL_SIZES
+    import pipelines
 
-    return NOMINAL_SIZES[trial.dataset.name]
+    return pipelines.dataset_info(trial.dataset.name).nominal_sizes
 
 
 def load_calibration(storage_root: str | Path) -> dict[str, dict[str, Any]]:

@@ -51,7 +51,7 @@ __all__ = ["WarmServer", "task_command", "PRELOADED_MODULES"]
 # layers and pipelines load their torch modules on first use (validation imports the packages without torch):
 # name those modules, or every rank would import them after the fork.
 PRELOADED_MODULES = ("torch", "torch._dynamo", "torch.distributed", "layers.models", "layers.summary", "layers.fold",
-                     "layers.erf", "layers.orth", "pipelines.loader", "orchestrator.trainer", "orchestrator.evaluate",
+                     "layers.erf", "layers.orth", "pipelines.loader", "pipelines.backends.pytorch", "orchestrator.trainer", "orchestrator.evaluate",
                      "orchestrator.job", "submitit.core.submission")
 
 SOCKET_NAME = "socket"

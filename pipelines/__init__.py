@@ -8,9 +8,10 @@
         for images, labels in loader:   # float32 NCHW normalised, int64, on the device
             ...
 
-Modules: constants (mean/std, sizes), folders / arrays / cluttered / lfw (on-disk formats), datasets (registry,
-`dataset_info`, `check_root`), sharding (which indices each rank reads), transforms (torchvision recipes,
-Table 4 evaluation transforms), loader (`build_loader`, `Loader`), torch_loader / dali / synthetic (backends).
+Modules: datasets (the registry: one entry per dataset with its constants and readers; `dataset_info`,
+`check_root`, `register_dataset`), readers/ (on-disk formats), sharding (which indices each rank reads),
+transforms (torchvision recipes, Table 4 evaluation transforms), loader (`build_loader`), backends/ (`Loader`
+and the pytorch / dali / synthetic backends). This package imports nothing of convsweep's other packages.
 
 Decisions: DALI serves the JPEG datasets (imagenet, tiny-imagenet); asking for `dali-*` on an array
 dataset is a ValueError naming the backends that serve it (`auto` picks `pytorch` there, even on CUDA: the
@@ -22,12 +23,12 @@ arrays are in memory and their augmentation is cheap). An undecodable image fail
 from importlib import import_module
 from typing import Any
 
-# numpy only: config validation checks names and roots without importing torch
-from .constants import BACKENDS
-from .datasets import DATASETS, DatasetInfo, check_root, dataset_info
-from .folders import CorruptImageError
+# numpy only: checking a sweep's dataset names and roots does not import torch
+from .backends import BACKENDS
+from .datasets import DATASETS, DatasetEntry, DatasetInfo, check_root, dataset_info, register_dataset
+from .readers.folders import CorruptImageError
 
-_LAZY = {"Loader": "loader", "build_loader": "loader", "EVAL_TRANSFORMS": "transforms"}
+_LAZY = {"Loader": "backends.base", "build_loader": "loader", "EVAL_TRANSFORMS": "transforms"}
 
 
 def __getattr__(name: str) -> Any:
@@ -38,5 +39,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["build_loader", "dataset_info", "check_root", "DATASETS", "BACKENDS", "EVAL_TRANSFORMS", "DatasetInfo",
-           "Loader", "CorruptImageError"]
+__all__ = ["build_loader", "dataset_info", "check_root", "register_dataset", "DATASETS", "BACKENDS", "EVAL_TRANSFORMS",
+           "DatasetEntry", "DatasetInfo", "Loader", "CorruptImageError"]

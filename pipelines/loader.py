@@ -1,26 +1,19 @@
-"""`build_loader` and the `Loader` every backend returns.
+"""`build_loader`: the loader of one split of one dataset for one rank, on the backend asked for.
 
-A `Loader` yields `(images, labels)`: float32 NCHW normalised images and int64 labels on the requested
-device, whatever the backend. It is driven by a `ShardPlan` (sharding.py), which also gives its length,
-`num_samples` and the order for `set_epoch`. Its position is plain data: `state_dict()` returns
-`{"epoch", "batches_done"}` and `load_state_dict()` makes the next iteration start after the batches already
-consumed, without reading the skipped files (the sample order is restored exactly; the random augmentation
-parameters of the resumed batches are drawn afresh).
-
-Backends: `pytorch` (torchvision DataLoader, torch_loader.py), `dali-cpu` / `dali-gpu` (one DALI graph,
-JPEG datasets only, dali.py), `synthetic` (synthetic.py) and `auto`: `dali-gpu` when `device` is CUDA, the
-dataset is a JPEG one and DALI imports; `pytorch` otherwise.
+Backends (`pipelines.backends`): `pytorch` (torchvision DataLoader), `dali-cpu` / `dali-gpu` (one DALI graph,
+JPEG datasets only), `synthetic` and `auto`: `dali-gpu` when `device` is CUDA, the dataset is a JPEG one and
+DALI imports; `pytorch` otherwise. Every backend returns a `backends.base.Loader`; its `backend` attribute
+names the one `auto` chose.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterator
-
 import torch
 
-from .constants import BACKENDS
-from .datasets import JPEG_DATASETS, SPLITS, check_name, dataset_info, load_split
+from .backends import BACKENDS
+from .backends.base import Loader
+from .datasets import DATASETS, SPLITS, check_name, dataset_entry, dataset_info, load_split
 from .sharding import ShardPlan
 from .transforms import check_eval_transform
 
@@ -28,63 +21,6 @@ __all__ = ["BACKENDS", "Loader", "build_loader", "resolve_backend"]
 
 log = logging.getLogger(__name__)
 
-
-
-class Loader:
-    """Base class: epoch bookkeeping over a `ShardPlan`; subclasses implement `_iter_batches`."""
-
-    backend: str = ""
-
-    def __init__(self, plan: ShardPlan, device: torch.device) -> None:
-        self.plan = plan
-        self.device = device
-        self._epoch = 0
-        self._skip = 0
-        self._done = 0
-
-    @property
-    def num_samples(self) -> int:
-        return self.plan.num_samples
-
-    @property
-    def batch_size(self) -> int:
-        return self.plan.batch_size
-
-    @property
-    def epoch(self) -> int:
-        return self._epoch
-
-    def __len__(self) -> int:
-        return len(self.plan)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose order the next iteration follows.
-
-        A new epoch starts at its first batch; setting the epoch already selected keeps the position (so
-        `load_state_dict(state)` followed by the trainer's usual `set_epoch(state["epoch"])` resumes).
-        """
-        if int(epoch) != self._epoch:
-            self._epoch, self._skip, self._done = int(epoch), 0, 0
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self._epoch, "batches_done": self._done}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        epoch, done = int(state["epoch"]), int(state["batches_done"])
-        if not 0 <= done <= len(self):
-            raise ValueError(f"state.batches_done: must be in [0, {len(self)}] (got {done!r})")
-        self._epoch, self._skip, self._done = epoch, done, done
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        skip, self._skip = self._skip, 0
-        self._done = skip
-        batches = self.plan.batches(self._epoch)[skip:]
-        for images, labels in self._iter_batches(batches):
-            self._done += 1
-            yield images, labels
-
-    def _iter_batches(self, batches: list) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        raise NotImplementedError
 
 
 def _is_cuda(device: torch.device) -> bool:
@@ -103,14 +39,16 @@ def resolve_backend(backend: str, name: str, device: torch.device) -> str:
     """The concrete backend for `backend` ("auto" resolved); ValueError for impossible combinations."""
     if backend not in BACKENDS:
         raise ValueError(f"backend: unknown backend {backend!r} (allowed: {', '.join(BACKENDS)})")
+    jpeg = dataset_entry(name).jpeg
     if backend == "auto":
-        if _is_cuda(device) and name in JPEG_DATASETS:
+        if _is_cuda(device) and jpeg:
             if dali_available():
                 return "dali-gpu"
             log.warning("backend 'auto': DALI is not installed (pip install nvidia-dali-cuda120); using 'pytorch'")
         return "pytorch"
-    if backend.startswith("dali") and name not in JPEG_DATASETS:
-        raise ValueError(f"backend: {backend!r} reads the JPEG datasets ({', '.join(JPEG_DATASETS)}) only; for "
+    if backend.startswith("dali") and not jpeg:
+        jpeg_names = ", ".join(n for n in DATASETS if dataset_entry(n).jpeg)
+        raise ValueError(f"backend: {backend!r} reads the JPEG datasets ({jpeg_names}) only; for "
                          f"{name!r} use one of 'auto', 'pytorch', 'synthetic'")
     if backend == "dali-gpu" and not _is_cuda(device):
         raise ValueError(f"backend: 'dali-gpu' needs a CUDA device (got device {str(device)!r}); use 'dali-cpu'")
@@ -144,7 +82,7 @@ def build_loader(name: str, root: str | None, split: str, *, batch_size: int, ba
     resolved = resolve_backend(backend, name, dev)
     train = split == "train"
     if resolved == "synthetic":
-        from .synthetic import SyntheticLoader
+        from .backends.synthetic import SyntheticLoader
 
         return SyntheticLoader(name, train, batch_size=batch_size, rank=rank, world_size=world_size, device=dev,
                                seed=seed)
@@ -152,11 +90,11 @@ def build_loader(name: str, root: str | None, split: str, *, batch_size: int, ba
     plan = ShardPlan(len(data), batch_size, rank=rank, world_size=world_size, seed=seed, shuffle=train)
     info = dataset_info(name)
     if resolved == "pytorch":
-        from .torch_loader import TorchLoader
+        from .backends.pytorch import TorchLoader
 
         return TorchLoader(name, data, plan, train=train, device=dev, num_workers=num_workers, seed=seed,
                            eval_transform=eval_transform, mean=info.mean, std=info.std, augment=augment)
-    from .dali import DaliLoader
+    from .backends.dali import DaliLoader
 
     return DaliLoader(name, data, plan, train=train, device=dev, num_threads=max(1, num_workers), seed=seed,
                       eval_transform=eval_transform, mean=info.mean, std=info.std, augment=augment)

@@ -11,7 +11,7 @@ Recipes (the DALI graph in `dali.py` implements the same ones for the JPEG datas
   image, zero padding of round(min(H, W) / 8) pixels (4 for 28x28, 5 for LFW's 50x37, 8 for 60x60) + random
   crop back to H x W + horizontal flip. (The ACONV authors' Keras code shifts by up to 20 % with
   nearest-pixel fill, flips, and zooms by 10 % in the simple net; we keep one recipe for every array set.)
-`augment` (the sweep's `dataset.augment`) overrides the dataset's default (`constants.DEFAULT_AUGMENT`) for
+`augment` (the sweep's `dataset.augment`) overrides the dataset's default (`DatasetInfo.augment`) for
 the train split: False trains on the val geometry (JPEG sets: resize + centre crop; arrays: as stored).
 
 Per-sample transforms end in uint8 CHW tensors; `normalize` turns a batch into float32 on the device,
@@ -31,7 +31,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .constants import DEFAULT_AUGMENT, IMAGE_SHAPE, IMAGE_SIZE, VAL_RESIZE
+from .datasets import dataset_entry
 
 # torchvision is imported inside the functions that need it (JPEG decoding/resizing, rotations): importing it
 # pulls in torchvision.models and torch._dynamo, over a second per process, which a job on an array dataset
@@ -85,12 +85,12 @@ class CenterCrop:
 
 def augments(name: str, train: bool, augment: bool | None = None) -> bool:
     """Whether a split gets the train augmentation: train splits only, `augment` None = the dataset's default."""
-    return train and (DEFAULT_AUGMENT[name] if augment is None else bool(augment))
+    return train and (dataset_entry(name).info.augment if augment is None else bool(augment))
 
 
 def augment_padding(name: str) -> int:
     """Zero padding of the pad-and-crop augmentation of array datasets: an eighth of the shorter side."""
-    return round(min(IMAGE_SHAPE[name]) / 8)
+    return round(min(dataset_entry(name).info.image_shape) / 8)
 
 
 def image_transform(name: str, train: bool, eval_transform: str | None = None,
@@ -99,12 +99,12 @@ def image_transform(name: str, train: bool, eval_transform: str | None = None,
     from torchvision import transforms as T
     from torchvision.transforms import InterpolationMode
 
-    size = IMAGE_SIZE[name]
+    size = dataset_entry(name).info.image_size
     if augments(name, train, augment):
         steps = [T.RandomResizedCrop(size, interpolation=InterpolationMode.BILINEAR, antialias=True),
                  T.RandomHorizontalFlip()]
     else:
-        steps = [T.Resize(VAL_RESIZE[name], interpolation=InterpolationMode.BILINEAR, antialias=True),
+        steps = [T.Resize(dataset_entry(name).val_resize, interpolation=InterpolationMode.BILINEAR, antialias=True),
                  CenterCrop(size)]
     steps.append(T.PILToTensor())
     if eval_transform not in (None, "rot0"):

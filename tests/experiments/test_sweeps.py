@@ -60,7 +60,7 @@ def test_every_paper_sweep_is_counted():
 @pytest.fixture(scope="session")
 def data_roots(tmp_path_factory):
     """Folders in each dataset's on-disk layout (names only: validation never decodes a file)."""
-    from pipelines.arrays import CIFAR_FILES, IDX_FILES
+    from pipelines.readers.arrays import CIFAR_FILES, IDX_FILES
 
     base = tmp_path_factory.mktemp("data")
     roots = {}

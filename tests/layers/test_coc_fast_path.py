@@ -26,7 +26,8 @@ def test_grouped_canvas_matmul_values_and_gradients(shape):
     x = torch.randn(c_in, groups, s2, dtype=torch.float64, requires_grad=True)
     op = torch.randn(groups, s2, s2, dtype=torch.float64, requires_grad=True)
     torch.testing.assert_close(grouped_canvas_matmul(x, op), torch.einsum("igq,gpq->igp", x, op))
-    assert torch.autograd.gradcheck(grouped_canvas_matmul, (x, op))
+    # the 14x14 canvas has ~78k inputs: the dense numerical Jacobian takes a minute, random projections do not
+    assert torch.autograd.gradcheck(grouped_canvas_matmul, (x, op), fast_mode=s2 > 64)
     # a non-contiguous input (as autograd may hand over) gives the same result
     xt = x.detach().transpose(0, 1).contiguous().transpose(0, 1)
     torch.testing.assert_close(grouped_canvas_matmul(xt, op.detach()), torch.einsum("igq,gpq->igp", xt, op.detach()))

@@ -59,9 +59,9 @@ def fashion_mnist_root() -> str:
     import subprocess
     from pathlib import Path
 
-    from pipelines.datasets import DEFAULT_ROOTS
+    from pipelines.datasets import dataset_entry
 
-    variable, path = DEFAULT_ROOTS["fashion-mnist"]
+    variable, path = dataset_entry("fashion-mnist").default_root
     if os.environ.get(variable):
         return os.environ[variable]
     script = Path(__file__).resolve().parents[2] / "pipelines" / "install_fashion_mnist.sh"

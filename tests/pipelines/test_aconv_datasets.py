@@ -12,7 +12,7 @@ import torch
 import pipeline_fixtures as pf
 from pipelines import build_loader, check_root, dataset_info
 from pipelines.datasets import load_split
-from pipelines.lfw import split_people
+from pipelines.readers.lfw import split_people
 
 # 3 people at or above the 20-photo threshold, 2 below it (names as in LFW: underscores for spaces)
 PEOPLE = {"Ariel_Sharon": 21, "Colin_Powell": 27, "Hugo_Chavez": 20, "Jean_Chretien": 19, "Zoe_Ball": 3}

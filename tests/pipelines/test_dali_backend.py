@@ -90,7 +90,7 @@ def test_train_fused_path_shapes_order_and_randomness(imagenet_root):
 def test_train_without_augmentation_is_the_val_geometry_on_both_backends(imagenet_root):
     """`augment=False` (the sweep's dataset.augment) trains on resize + centre crop, in torch and in DALI."""
     from pipelines.datasets import load_split
-    from pipelines.folders import read_image_file
+    from pipelines.readers.folders import read_image_file
     from pipelines.transforms import image_transform, normalize
 
     root = imagenet_root[0]

@@ -10,9 +10,8 @@ import pytest
 
 import pipeline_fixtures as pf
 from pipelines import DATASETS, check_root, dataset_info
-from pipelines.arrays import load_digits, read_idx
-from pipelines.constants import MEAN_STD, NOMINAL_SIZES
-from pipelines.datasets import DEFAULT_ROOTS, load_split
+from pipelines.datasets import dataset_entry, load_split
+from pipelines.readers.arrays import load_digits, read_idx
 
 
 def test_dataset_info_for_every_dataset():
@@ -45,8 +44,8 @@ def test_check_root_names_the_expected_layout(tmp_path, monkeypatch, name, layou
     (tmp_path / "train" / "x").mkdir(parents=True)  # a half-made tree is still wrong
     with pytest.raises(ValueError, match=layout):
         check_root(name, str(tmp_path))
-    if name in DEFAULT_ROOTS:  # no root: its variable, else its package's path, is where it is looked for
-        monkeypatch.setenv(DEFAULT_ROOTS[name][0], str(tmp_path / "elsewhere"))
+    if dataset_entry(name).default_root:  # no root: its variable, else its package's path, is where it is looked for
+        monkeypatch.setenv(dataset_entry(name).default_root[0], str(tmp_path / "elsewhere"))
         with pytest.raises(ValueError, match=f"{tmp_path / 'elsewhere'}.*{layout}"):
             check_root(name, None)
     else:
@@ -133,12 +132,12 @@ def test_truncated_idx_is_an_error(tmp_path):
 
 def test_digits_split_is_fixed_and_matches_constants():
     train, val = load_digits("train"), load_digits("val")
-    assert (len(train), len(val)) == NOMINAL_SIZES["digits"] == (1437, 360)
+    assert (len(train), len(val)) == dataset_info("digits").nominal_sizes == (1437, 360)
     assert train.images.shape[1:] == (32, 32, 3) and train.images.dtype == np.uint8
     np.testing.assert_array_equal(load_digits("val").images, val.images)
     assert sorted(set(val.labels.tolist())) == list(range(10))
     x = train.images / 255.0
-    mean, std = MEAN_STD["digits"]
+    mean, std = dataset_info("digits").mean, dataset_info("digits").std
     assert abs(x.mean() - mean[0]) < 1e-3 and abs(x.std() - std[0]) < 1e-3
     # The upscale keeps the digit: mean-pooling back to 8x8 correlates with the originals.
     from sklearn.datasets import load_digits as sk
@@ -171,3 +170,27 @@ def test_digits_reader_equals_scikit_learns_loader():
         x = torch.from_numpy(bunch.images[keep].astype(np.float32) * (255.0 / 16.0))[:, None]
         x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False).round().clamp(0, 255)
         np.testing.assert_array_equal(ours.images[..., 0], x[:, 0].to(torch.uint8).numpy())
+
+
+def test_a_dataset_registered_after_import_is_known_everywhere(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """One registry entry is all a dataset needs: the name lists, the loaders and the sweep schema follow it."""
+    import yaml
+
+    import pipelines.datasets as registry
+    from orchestrator.expand import expand
+    from orchestrator.sweepfile import load_sweep
+    from pipelines import DATASETS, build_loader, register_dataset
+    from pipelines.datasets import DatasetEntry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # the entry leaves with the test
+    digits = dataset_entry("digits")
+    assert "digits-again" not in DATASETS
+    register_dataset(DatasetEntry("digits-again", digits.info, digits.check, digits.load, needs_root=False))
+    assert "digits-again" in DATASETS and DATASETS[-1] == "digits-again"
+    with pytest.raises(ValueError, match="already registered"):
+        register_dataset(DatasetEntry("digits-again", digits.info, digits.check, digits.load))
+    images, labels = next(iter(build_loader("digits-again", None, "val", batch_size=8)))
+    assert images.shape == (8, 3, 32, 32) and labels.shape == (8,)
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(yaml.safe_dump({"name": "again", "base": {"model": "resnet20", "dataset": {"name": "digits-again"}}}))
+    assert [t.dataset.name for t in expand(load_sweep(sweep))] == ["digits-again"]

@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines import build_loader
+from pipelines import build_loader, dataset_info
 from pipelines.datasets import load_split
-from pipelines.constants import MEAN_STD
 
-MEAN, STD = MEAN_STD["fashion-mnist"][0][0], MEAN_STD["fashion-mnist"][1][0]
+MEAN, STD = dataset_info("fashion-mnist").mean[0], dataset_info("fashion-mnist").std[0]
 
 
 def _raw(root: str, base: str) -> np.ndarray:

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .arrays import ArraySplit
-from .folders import FileSplit, read_image_file
-from .loader import Loader
-from .sharding import ShardPlan
-from .transforms import array_transform, image_transform, normalize
+from ..readers.arrays import ArraySplit
+from ..readers.folders import FileSplit, read_image_file
+from ..sharding import ShardPlan
+from ..transforms import array_transform, image_transform, normalize
+from .base import Loader
 
 __all__ = ["TorchLoader", "SplitDataset"]
 

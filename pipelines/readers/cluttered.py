@@ -15,7 +15,7 @@ we follow the code so the published figures are validation accuracies on the sam
 
 Images are stored as uint8 (round(255 x value)), like every other array dataset: 216 MB for the train split
 instead of 864 MB of float32, at a quantisation step of 1/255 (the normalisation constants keep the [0, 1]
-scale, see constants.py). The file holds only numeric arrays: it is read with `allow_pickle=False`.
+scale, see pipelines/datasets.py). The file holds only numeric arrays: it is read with `allow_pickle=False`.
 """
 
 from __future__ import annotations

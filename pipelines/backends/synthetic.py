@@ -2,7 +2,7 @@
 
 One batch of standard-normal images and uniform labels is made on the device from the seed and yielded at
 every step (the last batch of an epoch sliced to its planned size), so the loader costs nothing. The epoch
-follows the `ShardPlan` of the published dataset's size (constants.NOMINAL_SIZES), with the same batch
+follows the `ShardPlan` of the published dataset's size (`DatasetInfo.nominal_sizes`), with the same batch
 counts per rank as real data would give. Nothing is read from disk.
 """
 
@@ -13,10 +13,9 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .constants import NOMINAL_SIZES
-from .datasets import dataset_info
-from .loader import Loader
-from .sharding import ShardPlan
+from ..datasets import dataset_info
+from ..sharding import ShardPlan
+from .base import Loader
 
 __all__ = ["SyntheticLoader"]
 
@@ -26,7 +25,7 @@ class SyntheticLoader(Loader):
 
     def __init__(self, name: str, train: bool, *, batch_size: int, rank: int, world_size: int,
                  device: torch.device, seed: int) -> None:
-        n = NOMINAL_SIZES[name][0 if train else 1]
+        n = dataset_info(name).nominal_sizes[0 if train else 1]
         super().__init__(ShardPlan(n, batch_size, rank=rank, world_size=world_size, seed=seed, shuffle=train), device)
         info = dataset_info(name)
         g = torch.Generator().manual_seed(seed * 7919 + rank)

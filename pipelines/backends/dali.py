@@ -32,11 +32,11 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .constants import IMAGE_SIZE, VAL_RESIZE
-from .folders import CorruptImageError, FileSplit, read_image_file
-from .loader import Loader
-from .sharding import ShardPlan
-from .transforms import EVAL_ANGLES, augments
+from ..datasets import dataset_entry
+from ..readers.folders import CorruptImageError, FileSplit, read_image_file
+from ..sharding import ShardPlan
+from ..transforms import EVAL_ANGLES, augments
+from .base import Loader
 
 __all__ = ["DaliLoader", "import_dali", "image_graph", "build_image_pipeline"]
 
@@ -110,7 +110,7 @@ class DaliLoader(Loader):
         self.data, self.train, self.num_threads, self.seed = data, train, num_threads, seed
         # the graph's `train` selects the augmented path only: the plan (shuffling) is the loader's
         self.graph = dict(train=augments(name, train, augment), decoder_device="mixed" if self.gpu else "cpu",
-                          size=IMAGE_SIZE[name], val_resize=VAL_RESIZE[name], mean=mean, std=std,
+                          size=dataset_entry(name).info.image_size, val_resize=dataset_entry(name).val_resize, mean=mean, std=std,
                           eval_transform=eval_transform)
         self.classes = data.classes
 
