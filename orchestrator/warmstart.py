@@ -51,8 +51,8 @@ __all__ = ["WarmServer", "task_command", "PRELOADED_MODULES"]
 # layers and pipelines load their torch modules on first use (validation imports the packages without torch):
 # name those modules, or every rank would import them after the fork.
 PRELOADED_MODULES = ("torch", "torch._dynamo", "torch.distributed", "layers.models", "layers.summary", "layers.fold",
-                     "layers.erf", "layers.orth", "pipelines.loader", "pipelines.backends.pytorch", "orchestrator.trainer", "orchestrator.evaluate",
-                     "orchestrator.job", "submitit.core.submission")
+                     "layers.erf", "layers.orth", "pipelines.loader", "pipelines.backends.pytorch",
+                     "orchestrator.trainer", "orchestrator.evaluate", "orchestrator.job", "submitit.core.submission")
 
 SOCKET_NAME = "socket"
 PID_NAME = "server.pid"
