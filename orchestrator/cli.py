@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("plan", help="print the expanded trials and a GPU-hour estimate")
     sp.add_argument("file")
     with_profile(sp)
+    sp.add_argument("--no-reuse", action="store_true",
+                    help="price every trial, even those finished in another sweep of the tracking store")
     sp = sub.add_parser("calibrate", help="time a few training steps of each distinct model of a sweep on this "
                         "node; `plan` then prices the sweep from them")
     sp.add_argument("file")
@@ -59,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--executor", help="override executor.kind (local, slurm)")
     sp.add_argument("--detach", action="store_true", help="run the driver in the background (slurm only)")
     sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sp.add_argument("--no-reuse", action="store_true",
+                    help="train every trial here, even those finished in another sweep of the tracking store")
     sp = sub.add_parser("status", help="done / running / failed trials of a sweep, epochs, ETA")
     sp.add_argument("sweep")
     with_root(sp)
@@ -67,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     with_root(sp)
     sp.add_argument("--restart-errored", action="store_true", help="run errored trials again")
     sp.add_argument("--no-progress", action="store_true")
+    sp.add_argument("--no-reuse", action="store_true", help="as for sweep")
     sp = sub.add_parser("table", help="the results table of a sweep (file or recorded sweep name)")
     sp.add_argument("sweep", metavar="FILE|SWEEP")
     with_root(sp)
@@ -150,6 +155,20 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         _err.print(f"warning: {str(exc).splitlines()[0]} (`plan` goes on; `sweep` needs the data)",
                    highlight=False, markup=False)
         spec = load_sweep(args.file, args.profile, args.overrides, check=False)
+    reused: dict[str, str] = {}
+    if not args.no_reuse:
+        from orchestrator.expand import expand
+        from orchestrator.reuse import find_sources
+
+        trials = expand(spec)
+        try:
+            reused = {key: run.sweep for key, run in find_sources(spec, trials).items()}
+        except Exception as exc:  # the plan does not depend on the store: say why reuse is not shown
+            _err.print(f"warning: {args.file}: trials reused from other sweeps not shown (tracking store "
+                       f"{spec.tracking.uri}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
+                       highlight=False, markup=False)
+        _out.print(render_plan(spec, trials, reused))
+        return 0
     _out.print(render_plan(spec))
     return 0
 
@@ -189,6 +208,7 @@ def _detach(args: argparse.Namespace) -> int:
     argv = [sys.executable, "-m", "orchestrator.cli", "sweep", source, "--no-progress"]
     argv += ["--profile", args.profile] if args.profile else []
     argv += [f"--set={o}" for o in args.overrides] + ["--executor", spec.executor.kind]
+    argv += ["--no-reuse"] if args.no_reuse else []
     # the log lives under the executor's folder: that is where `attach` accepts a job as this sweep's
     log_path = sweep_dir(spec) / "jobs" / "driver.log"
     handle = submit_driver(argv, name=f"{spec.name}-driver", log_path=log_path)
@@ -204,7 +224,8 @@ def _print_result(result: object) -> int:
     assert isinstance(result, SweepResult)
     spec = result.sweep
     ran = len(result.finished) + len(result.failed) + len(result.stopped) + len(result.interrupted)
-    _out.print(f"sweep {spec.name}: {result.total} trials; {len(result.skipped)} already finished, {ran} run now: "
+    reused = f", {len(result.reused)} reused from {', '.join(sorted(set(result.reused.values())))}" if result.reused else ""
+    _out.print(f"sweep {spec.name}: {result.total} trials; {len(result.skipped)} already finished{reused}, {ran} run now: "
                f"{len(result.finished)} finished, {len(result.stopped)} stopped early, {len(result.failed)} failed"
                + (f", {len(result.interrupted)} interrupted (convsweep resume {spec.name} --root {spec.storage.root})"
                   if result.interrupted else ""), highlight=False)
@@ -229,7 +250,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.detach:
         return _detach(args)
     result = run_sweep(args.file, args.profile, args.overrides, args.executor,
-                       show_progress=not args.no_progress and _err.is_terminal)
+                       show_progress=not args.no_progress and _err.is_terminal, reuse=not args.no_reuse)
     return _print_result(result)
 
 
@@ -237,7 +258,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     from orchestrator.sweep import resume_sweep
 
     result = resume_sweep(args.sweep, root=args.root, restart_errored=args.restart_errored,
-                          show_progress=not args.no_progress and _err.is_terminal)
+                          show_progress=not args.no_progress and _err.is_terminal, reuse=not args.no_reuse)
     return _print_result(result)
 
 

@@ -5,13 +5,14 @@ epochs x GPUs held when set; else a calibration (`convsweep calibrate FILE`) of 
 node that ran it; else the model's FLOPs over the epochs' images at an assumed share of the peak of
 ``resources.gpu_type``. Without any of them the estimate is reported as unknown rather than guessed. A
 CPU-only trial holds no GPU: its cost is shown as trial-hours. An evaluation trial trains nothing: it is one
-forward pass over the validation images per transform. An evaluation sweep whose source sweep has no finished run yet has no trials: its plan
+forward pass over the validation images per transform. A trial finished in another sweep of the tracking store
+(``orchestrator.reuse``) is marked "reused from <sweep>" and costs nothing. An evaluation sweep whose source sweep has no finished run yet has no trials: its plan
 says so instead of pricing nothing. ``render_plan`` builds a ``rich`` table; printing it is the CLI's job.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rich.table import Table
@@ -38,6 +39,7 @@ class PlanRow:
     gpu_hours: float | None  # None: no estimate (no hours_per_epoch, calibration or gpu_type)
     trial_hours: float | None = None  # the trial's wall-clock hours, when estimated
     cost_source: str = ""  # which estimate (orchestrator.cost.TrialCost.source)
+    reused_from: str | None = None  # finished in this other sweep of the store: not trained again, costs nothing
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,12 @@ class Plan:
         """One line: trials, epochs, GPU-hours (or why they are unknown, or why there are no trials yet)."""
         if not self.rows and self.no_trials_because:
             return self.no_trials_because
-        epochs = sum(r.epochs for r in self.rows)
+        epochs = sum(r.epochs for r in self.rows if r.reused_from is None)
         parts = [f"{self.n_trials} trial{'s' * (self.n_trials != 1)}", f"{epochs} epochs in total"]
+        reused = [r.reused_from for r in self.rows if r.reused_from is not None]
+        if reused:
+            parts[-1] += (f" ({len(reused)} trial{'s' * (len(reused) != 1)} reused from "
+                          f"{', '.join(sorted(set(reused)))}: not trained again; --no-reuse trains them)")
         sources = ", ".join(sorted({r.cost_source for r in self.rows if r.cost_source}))
         if self.gpu_hours is None:
             parts.append("GPU-hours: unknown (set resources.gpu_type, run `convsweep calibrate FILE`, or set "
@@ -79,8 +85,10 @@ def _epochs(trial: TrialSpec) -> int:
     return len(trial.transforms) if trial.evaluate_source is not None else trial.recipe.epochs
 
 
-def plan(sweep: SweepSpec, trials: list[TrialSpec] | None = None) -> Plan:
-    """The plan of ``sweep`` (its trials expanded unless given)."""
+def plan(sweep: SweepSpec, trials: list[TrialSpec] | None = None, reused: dict[str, str] | None = None) -> Plan:
+    """The plan of ``sweep`` (its trials expanded unless given); ``reused``: trial key -> the sweep it finished
+    in (``orchestrator.reuse``), priced at nothing."""
+    reused = reused or {}
     trials = expand(sweep) if trials is None else trials
     flats = [{k: v for k, v in t.flat_params().items() if k not in _NOT_KNOBS} for t in trials]
     keys = list(dict.fromkeys(k for flat in flats for k in flat))
@@ -90,17 +98,21 @@ def plan(sweep: SweepSpec, trials: list[TrialSpec] | None = None) -> Plan:
     for trial, flat in zip(trials, flats):
         res = trial.resources
         gpus = res.nodes * res.gpus_per_node
+        source = reused.get(trial.trial_key)
         cost = trial_cost(trial, calibration)
+        if source is not None and cost is not None:
+            cost = replace(cost, device_hours=0.0)
         # device-hours spread over the GPUs held (perfect scaling); a CPU-only trial holds one process
         wall = None if cost is None else cost.device_hours / max(1, gpus)
         rows.append(PlanRow(trial_key=trial.trial_key, knobs={k: flat.get(k, "") for k in varying}, seed=trial.seed,
                             world_size=trial.world_size, epochs=_epochs(trial), gpus=gpus,
                             gpu_hours=None if cost is None else (cost.device_hours if gpus else 0.0),
-                            trial_hours=wall, cost_source="" if cost is None else cost.source))
-    known = all(r.gpu_hours is not None for r in rows)
-    trial_hours = sum(r.trial_hours for r in rows) if known else None  # type: ignore[misc]
+                            trial_hours=0.0 if source is not None else wall,
+                            cost_source="" if cost is None else cost.source, reused_from=source))
+    known = all(r.gpu_hours is not None or r.reused_from is not None for r in rows)
+    trial_hours = sum(r.trial_hours or 0.0 for r in rows) if known else None
     return Plan(sweep=sweep.name, rows=tuple(rows), varying=varying,
-                gpu_hours=sum(r.gpu_hours for r in rows) if known else None,  # type: ignore[misc]
+                gpu_hours=sum(r.gpu_hours or 0.0 for r in rows) if known else None,
                 trial_hours=trial_hours, max_concurrent_trials=sweep.tune.max_concurrent_trials,
                 no_trials_because=_why_no_evaluation_trials(sweep) if sweep.evaluate and not rows else None)
 
@@ -118,9 +130,10 @@ def _why_no_evaluation_trials(sweep: SweepSpec) -> str:
             f"evaluate.where {sweep.evaluate.where}")
 
 
-def render_plan(sweep: SweepSpec | Plan, trials: list[TrialSpec] | None = None) -> Table:
+def render_plan(sweep: SweepSpec | Plan, trials: list[TrialSpec] | None = None,
+                reused: dict[str, str] | None = None) -> Table:
     """A rich table of the plan: #, trial key, each varying knob, seed, world size, epochs, GPU-hours."""
-    p = sweep if isinstance(sweep, Plan) else plan(sweep, trials)
+    p = sweep if isinstance(sweep, Plan) else plan(sweep, trials, reused)
     table = Table(title=f"{p.sweep}: {p.n_trials} trial{'s' * (p.n_trials != 1)}", caption=p.summary())
     table.add_column("#", justify="right")
     table.add_column("trial_key", no_wrap=True)
@@ -132,6 +145,8 @@ def render_plan(sweep: SweepSpec | Plan, trials: list[TrialSpec] | None = None) 
     table.add_column("GPU-h", justify="right")
     for i, row in enumerate(p.rows):
         gpu_h = "?" if row.gpu_hours is None else f"{row.gpu_hours:.2f}"
+        if row.reused_from is not None:
+            gpu_h = f"reused from {row.reused_from}"
         table.add_row(str(i), row.trial_key, *(row.knobs[k] for k in p.varying), str(row.seed),
                       str(row.world_size), str(row.epochs), gpu_h)
     return table

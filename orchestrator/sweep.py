@@ -66,6 +66,7 @@ class SweepResult:
     sweep: SweepSpec
     total: int
     skipped: list[str] = field(default_factory=list)  # settled before this run
+    reused: dict[str, str] = field(default_factory=dict)  # finished in another sweep: key -> that sweep
     finished: list[str] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)  # ended early by the scheduler (ASHA)
     interrupted: list[str] = field(default_factory=list)  # unfinished when the driver was stopped
@@ -126,6 +127,21 @@ def _settled(spec: SweepSpec, tracker: Tracker) -> set[str]:
     """FINISHED trials, and under ASHA those the scheduler stopped; everything else is (re)run."""
     stopped = tracker.stopped_keys() if spec.tune.scheduler == "asha" else set()
     return tracker.finished_keys() | stopped
+
+
+def _settled_or_reused(spec: SweepSpec, trials: list[TrialSpec], tracker: Tracker,
+                       reuse: bool) -> tuple[set[str], dict[str, str]]:
+    """The settled trial keys, and the trials linked now because they finished in another sweep
+    (``orchestrator.reuse``); without ``reuse`` the sweep's earlier links are dropped and trained again."""
+    from orchestrator.reuse import reuse_finished, unlink_reused
+
+    if not reuse:
+        dropped = unlink_reused(spec, tracker)
+        if dropped:
+            logger.warning("--no-reuse: %d reused trial(s) will be trained in this sweep", len(dropped))
+        return _settled(spec, tracker), {}
+    settled = _settled(spec, tracker)
+    return settled, reuse_finished(spec, [t for t in trials if t.trial_key not in settled], tracker)
 
 
 def _epochs_on_disk(spec: SweepSpec, trials: list[TrialSpec]) -> dict[str, int]:
@@ -314,16 +330,17 @@ def run_sweep(
     executor: str | None = None,
     *,
     show_progress: bool = True,
+    reuse: bool = True,
 ) -> SweepResult:
     """Run every trial of the sweep that is not settled yet; see the module docstring."""
     spec = prepare_sweep(sweep, profile, overrides, executor)
     source = None if isinstance(sweep, SweepSpec) else str(Path(sweep).resolve())
     trials = expand(spec)
     tracker = Tracker(spec.tracking.uri, spec.experiment, spec.name)
-    settled = _settled(spec, tracker)
-    pending = [t for t in trials if t.trial_key not in settled]
+    settled, reused = _settled_or_reused(spec, trials, tracker, reuse)
+    pending = [t for t in trials if t.trial_key not in settled and t.trial_key not in reused]
     result = SweepResult(spec, len(trials), skipped=[t.trial_key for t in trials if t.trial_key in settled],
-                         source_file=source)
+                         reused=reused, source_file=source)
     _record(spec, source)
     if pending:
         _run(spec, trials, pending, tracker, result, show_progress=show_progress)
@@ -336,6 +353,7 @@ def resume_sweep(
     root: str | os.PathLike[str] = "runs",
     restart_errored: bool = False,
     show_progress: bool = True,
+    reuse: bool = True,
 ) -> SweepResult:
     """Continue an interrupted sweep: unfinished trials from their checkpoints, errored ones if asked."""
     from orchestrator.tune import can_restore
@@ -343,9 +361,11 @@ def resume_sweep(
     spec, source = load_recorded(name, root)
     trials = expand(spec)
     tracker = Tracker(spec.tracking.uri, spec.experiment, spec.name)
-    settled = _settled(spec, tracker)
-    result = SweepResult(spec, len(trials), skipped=[t.trial_key for t in trials if t.trial_key in settled],
-                         source_file=source)
+    settled, reused = _settled_or_reused(spec, trials, tracker, reuse)
+    settled |= set(reused)
+    result = SweepResult(spec, len(trials), skipped=[t.trial_key for t in trials if t.trial_key in settled
+                                                     and t.trial_key not in reused],
+                         reused=reused, source_file=source)
     if can_restore(spec):
         pending = [t for t in trials if t.trial_key not in settled]
         if pending:
@@ -437,6 +457,9 @@ def status_rows(name: str | os.PathLike[str], root: str | os.PathLike[str] = "ru
         seconds = [float(r["epoch_seconds"]) for r in records if isinstance(r.get("epoch_seconds"), (int, float))]
         eta = (trial.recipe.epochs - epoch) * (sum(seconds) / len(seconds)) if seconds and state != "done" else None
         label = f"{trial.model}/{trial.layer.method}/seed{trial.seed}"
+        link = Path(spec.storage.root) / spec.name / trial.trial_key  # TrialDir resolves links: not td.path
+        if link.is_symlink():  # orchestrator.reuse: the directory of the sweep that trained it
+            label += f" (reused from {Path(os.readlink(link)).parent.name})"
         rows.append(StatusRow(trial.trial_key, label, state, epoch, trial.recipe.epochs, eta))
     return rows
 
