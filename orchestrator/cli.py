@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.table import Table
@@ -155,22 +155,25 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         _err.print(f"warning: {str(exc).splitlines()[0]} (`plan` goes on; `sweep` needs the data)",
                    highlight=False, markup=False)
         spec = load_sweep(args.file, args.profile, args.overrides, check=False)
-    reused: dict[str, str] = {}
-    if not args.no_reuse:
-        from orchestrator.expand import expand
-        from orchestrator.reuse import find_sources
+    from orchestrator.expand import expand
 
-        trials = expand(spec)
-        try:
-            reused = {key: run.sweep for key, run in find_sources(spec, trials).items()}
-        except Exception as exc:  # the plan does not depend on the store: say why reuse is not shown
-            _err.print(f"warning: {args.file}: trials reused from other sweeps not shown (tracking store "
-                       f"{spec.tracking.uri}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
-                       highlight=False, markup=False)
-        _out.print(render_plan(spec, trials, reused))
-        return 0
-    _out.print(render_plan(spec))
+    trials = expand(spec)
+    reused = {} if args.no_reuse else _reused_trials(args.file, spec, trials)
+    _out.print(render_plan(spec, trials, reused))
     return 0
+
+
+def _reused_trials(file: str, spec: Any, trials: list[Any]) -> dict[str, str]:
+    """Trial key -> the other sweep of the tracking store it finished in (``orchestrator.reuse``)."""
+    from orchestrator.reuse import find_sources
+
+    try:
+        return {key: run.sweep for key, run in find_sources(spec, trials).items()}
+    except Exception as exc:  # the plan does not depend on the store: say why reuse is not shown
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        _err.print(f"warning: {file}: trials reused from other sweeps not shown (tracking store "
+                   f"{spec.tracking.uri}: {reason})", highlight=False, markup=False)
+        return {}
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
