@@ -216,7 +216,7 @@ def test_an_unexpected_error_is_one_line_naming_a_log_and_exit_3(
     and the traceback in the file it names."""
     import orchestrator.plan
 
-    def broken(spec: object) -> str:
+    def broken(*args: object) -> str:
         raise KeyError("resources")
 
     monkeypatch.setattr(orchestrator.plan, "render_plan", broken)
