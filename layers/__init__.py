@@ -19,6 +19,7 @@ from .fold import reparameterize_model
 from .gmconv import SIGMA_PATTERNS, GMConv2d
 from .models import MODEL_NAMES, build_model, register_model, validate_build_args
 from .orth import orth_loss
+from .shapes import LearnedShapes, learned_shapes
 from .stdconv import StdConv2d
 from .summary import count_params_flops, sigma_summary
 
@@ -27,4 +28,5 @@ __all__ = [
     "reparameterize_model", "build_model", "MODEL_NAMES", "METHODS", "METHOD_KNOBS", "SIGMA_PATTERNS",
     "clamp_adaptive_sigmas", "sigma_summary", "count_params_flops", "ConversionReport", "register_model",
     "validate_build_args", "effective_receptive_field", "erf_radii", "theoretical_receptive_field",
+    "LearnedShapes", "learned_shapes",
 ]
