@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from orchestrator.figurespec import FigureSpec
+from orchestrator.sweepfile import ConfigError, Problem
 from orchestrator.tables import Key, Table, canon
+from orchestrator.tablespec import TableSpec
 
-__all__ = ["Band", "FigureData", "Panel", "Series", "figure_data", "sweep_figure"]
+__all__ = ["Band", "FigureData", "Panel", "Series", "figure_data", "figure_problems", "sweep_figure"]
 
 
 @dataclass(frozen=True)
@@ -81,28 +83,38 @@ def _tick(values: Mapping[str, str], spec: FigureSpec, table: Table) -> str:
     return " ".join(t for t in (_label(p, values[p], spec, table) for p in spec.x) if t)
 
 
-def _resolved(spec: FigureSpec, table: Table) -> FigureSpec:
-    """Defaults filled in from the table, and every named param and metric checked against it."""
-    layout = [*table.spec.rows, *table.spec.columns]
-    x = spec.x or [p for p in table.spec.rows if p not in spec.panels]
-    series = spec.series or [p for p in layout if p not in x and p not in spec.panels]
-    for key, params in (("x", x), ("series", series), ("panels", spec.panels)):
-        for p in params:
-            if p not in layout:
-                raise ValueError(f"figure.{key}: {p!r} is not a row or column param of the table (allowed: {layout})")
-    for i, tick in enumerate(spec.ticks):
-        for p in tick.when:
-            if p not in layout:
-                raise ValueError(f"figure.ticks[{i}].when: {p!r} is not a row or column param of the table "
-                                 f"(allowed: {layout})")
-    headers = [m.header for m in table.spec.metrics]
-    metric = spec.metric or headers[0]
-    if metric not in headers:
-        raise ValueError(f"figure.metric: {metric!r} is not a metric header of the table (allowed: {headers})")
-    if spec.baseline and not table.spec.baseline:
-        raise ValueError("figure.baseline: true draws the table's baseline, but the table has none "
-                         "(allowed: false, or set table.baseline)")
-    return spec.model_copy(update={"x": x, "series": series, "metric": metric})
+def figure_problems(figure: FigureSpec | None, table: TableSpec | None) -> list[Problem]:
+    """What is wrong with a ``figure:`` section against its table (a figure draws the table's cells), as the
+    one-line problems ``convsweep validate`` and ``convsweep figure`` report."""
+    if figure is None:
+        return []
+    if table is None:
+        return [Problem("figure", "draws the sweep's table, and the sweep has no table section",
+                        allowed="a table: section beside figure:")]
+    layout = [*table.rows, *table.columns]
+    allowed = ", ".join(layout)
+    problems = [Problem(f"figure.{key}[{i}]", "not a row or column param of the table", p, allowed)
+                for key in ("x", "series", "panels") for i, p in enumerate(getattr(figure, key)) if p not in layout]
+    problems += [Problem(f"figure.ticks[{i}].when", "not a row or column param of the table", p, allowed)
+                 for i, tick in enumerate(figure.ticks) for p in tick.when if p not in layout]
+    headers = [m.header for m in table.metrics]
+    if figure.metric is not None and figure.metric not in headers:
+        problems.append(Problem("figure.metric", "not a metric header of the table", figure.metric,
+                                ", ".join(headers)))
+    if figure.baseline and not table.baseline:
+        problems.append(Problem("figure.baseline", "draws the table's baseline, and the table has none", True,
+                                "false, or set table.baseline"))
+    return problems
+
+
+def _resolved(spec: FigureSpec, table: TableSpec) -> FigureSpec:
+    """Defaults filled in from the table, after every named param and metric is checked against it."""
+    problems = figure_problems(spec, table)
+    if problems:
+        raise ConfigError(problems)
+    x = spec.x or [p for p in table.rows if p not in spec.panels]
+    series = spec.series or [p for p in [*table.rows, *table.columns] if p not in x and p not in spec.panels]
+    return spec.model_copy(update={"x": x, "series": series, "metric": spec.metric or table.metrics[0].header})
 
 
 def _spread(values: Sequence[float], how: str) -> float:
@@ -116,7 +128,7 @@ def _spread(values: Sequence[float], how: str) -> float:
 
 def figure_data(table: Table, spec: FigureSpec | None = None) -> FigureData:
     """Every array of the figure ``spec`` draws of ``table`` (defaults: a bar chart of the table's rows)."""
-    spec = _resolved(spec or FigureSpec(), table)
+    spec = _resolved(spec or FigureSpec(), table.spec)
     layout = [*table.spec.rows, *table.spec.columns]
     baseline = table.spec.baseline or {}
     # (panel, series, x) -> cell, in the table's row and column order
@@ -186,6 +198,7 @@ def sweep_figure(sweep: Any, out_dir: str | Path, *, sweep_dir: str | Path | Non
         raise ValueError(f"table: sweep {sweep.name!r} has no table section, and a figure draws the table "
                          f"(got table=None; allowed: a table section)")
     spec = sweep.figure or FigureSpec()
+    _resolved(spec, sweep.table)  # a bad figure section fails before any run is read
     table = (sweep_table_from_export(sweep, runs, sweep_dir=sweep_dir) if runs is not None
              else sweep_table(sweep, sweep_dir=sweep_dir, tracking_uri=tracking_uri))
     data = figure_data(table, spec)
