@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from orchestrator.figures import FigureData, Panel
-from orchestrator.shapeplots import pyplot
+from orchestrator.plotting import pyplot
 
 __all__ = ["render_figure", "save_figure"]
 

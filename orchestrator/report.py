@@ -24,7 +24,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from orchestrator.shapes import SHAPE_PICTURES
+from orchestrator.shapeplots import SHAPE_PICTURES
 
 __all__ = ["REPORT_TAG", "build_report", "log_report", "write_report"]
 
@@ -57,7 +57,7 @@ def ui_base(tracking_uri: str, ui_url: str | None) -> str:
 def _figure_png(sweep: Any, table: Any) -> tuple[bytes, Any]:
     from orchestrator.figureplots import render_figure
     from orchestrator.figures import figure_data
-    from orchestrator.shapeplots import pyplot
+    from orchestrator.plotting import pyplot
 
     data = figure_data(table, sweep.figure)
     fig = render_figure(data)

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-import layers
+from orchestrator.plotting import pyplot
 
-__all__ = ["draw_shapes", "draw_sigma_traces", "pyplot"]
+if TYPE_CHECKING:
+    import layers
 
+__all__ = ["SHAPE_PICTURES", "draw_shapes", "draw_sigma_traces"]
 
-def pyplot() -> Any:
-    """``matplotlib.pyplot`` on the Agg backend: jobs and drivers run without a display."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+# every picture a trial can have, in the order a report shows them
+SHAPE_PICTURES = ("gmconv_masks.png", "gmconv_sigmas.png", "aconv_envelopes.png", "coc_kernels.png",
+                  "sigma_traces.png")
 
 
 def _grid(n: int, columns: int) -> tuple[int, int]:

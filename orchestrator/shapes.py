@@ -21,13 +21,11 @@ from torch import nn
 
 import layers
 from orchestrator.figurespec import ShapesSpec
+from orchestrator.shapeplots import SHAPE_PICTURES
 
 __all__ = ["SHAPE_PICTURES", "SHAPES_FILE", "epoch_is_due", "record_shapes", "shape_arrays", "sigma_traces"]
 
 SHAPES_FILE = "shapes.npz"
-# every picture a trial can have, in the order a report shows them
-SHAPE_PICTURES = ("gmconv_masks.png", "gmconv_sigmas.png", "aconv_envelopes.png", "coc_kernels.png",
-                  "sigma_traces.png")
 
 
 def epoch_is_due(spec: ShapesSpec, epoch: int, epochs: int) -> bool:
