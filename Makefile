@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.convsweep-installed
 PYTEST_ARGS ?=
 
-.PHONY: install test check demo bench clean data
+.PHONY: install test check demo bench clean data browser
 
 install: $(STAMP)
 
@@ -24,14 +24,21 @@ check: install
 	$(BIN)/python -m pytest -m "not slow and not slurm" $(PYTEST_ARGS)
 
 # The main job on the embedded defaults: a sweep of every conv method on scikit-learn's digits, local
-# executor with 2-process DDP, MLflow in ./mlruns.db; prints the ablation table at the end.
+# executor with 2-process DDP, MLflow in ./mlruns.db; prints the ablation table, then writes the sweep's
+# one-page HTML report (table, figure, per-trial ERFs and learned shapes) and prints its path.
 demo: install
 	$(BIN)/convsweep sweep experiments/quickstart.yaml
+	$(BIN)/convsweep report experiments/quickstart.yaml
 
 # The real datasets a machine can have without a download: Fashion-MNIST from Debian's dataset-fashion-mnist
 # (needs root and apt-get; the tests that use it install it themselves or skip saying why).
 data:
 	bash pipelines/install_fashion_mnist.sh
+
+# The headless browser the report's test opens the report in (Debian's chromium; needs root and apt-get;
+# the test installs it itself or skips saying why).
+browser:
+	bash orchestrator/install_chromium.sh
 
 bench: install
 	for b in tests/bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

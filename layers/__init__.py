@@ -26,7 +26,7 @@ _LAZY = {
     "convert_model": "convert", "effective_receptive_field": "erf", "erf_radii": "erf",
     "theoretical_receptive_field": "erf", "reparameterize_model": "fold", "GMConv2d": "gmconv",
     "build_model": "models", "register_model": "models", "orth_loss": "orth", "StdConv2d": "stdconv",
-    "count_params_flops": "summary", "sigma_summary": "summary",
+    "count_params_flops": "summary", "sigma_summary": "summary", "LearnedShapes": "shapes", "learned_shapes": "shapes",
 }
 
 
@@ -43,4 +43,5 @@ __all__ = [
     "reparameterize_model", "build_model", "MODEL_NAMES", "METHODS", "METHOD_KNOBS", "SIGMA_PATTERNS",
     "clamp_adaptive_sigmas", "sigma_summary", "count_params_flops", "ConversionReport", "register_model",
     "validate_build_args", "effective_receptive_field", "erf_radii", "theoretical_receptive_field",
+    "LearnedShapes", "learned_shapes",
 ]

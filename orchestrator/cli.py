@@ -85,6 +85,24 @@ def _parser() -> argparse.ArgumentParser:
     with_profile(sp)
     sp.add_argument("--out", help="output file, .jsonl (default) or .csv (default: <sweep>-runs.jsonl)")
     sp.add_argument("--tracking-uri", help="read runs from this MLflow URI instead of the sweep's")
+    sp = sub.add_parser("figure", help="draw the figure of a sweep's `figure:` section (or a bar chart of its "
+                        "table) as PNG, SVG and PDF")
+    sp.add_argument("sweep", metavar="FILE|SWEEP")
+    with_root(sp)
+    with_profile(sp)
+    sp.add_argument("--out", default="figures", help="output folder (default: figures); files <sweep>.<format>")
+    sp.add_argument("--tracking-uri", help="read runs from this MLflow URI instead of the sweep's")
+    sp.add_argument("--runs", metavar="EXPORT", help="read runs from a `convsweep export` file (no MLflow)")
+    sp = sub.add_parser("report", help="one self-contained HTML page of a sweep (table, figure, status, "
+                        "per-trial pictures, MLflow links), also logged to MLflow")
+    sp.add_argument("sweep", metavar="FILE|SWEEP")
+    with_root(sp)
+    with_profile(sp)
+    sp.add_argument("--out", help="output file (default: <storage root>/<sweep>/report.html)")
+    sp.add_argument("--tracking-uri", help="read runs from this MLflow URI instead of the sweep's")
+    sp.add_argument("--mlflow-ui", help="the MLflow UI's address for the run links (default: the tracking "
+                    "server, or http://127.0.0.1:5000 as `mlflow ui` serves)")
+    sp.add_argument("--no-log", action="store_true", help="do not log the report to MLflow")
     sp = sub.add_parser("cancel", help="stop a sweep's driver and end its running jobs")
     sp.add_argument("sweep")
     with_root(sp)
@@ -303,6 +321,43 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_figure(args: argparse.Namespace) -> int:
+    from orchestrator.figures import sweep_figure
+
+    if args.runs is not None and args.tracking_uri is not None:
+        raise ValueError(f"--runs: reads the runs from {args.runs}, so --tracking-uri does not apply (got both; "
+                         f"allowed: one of them)")
+    spec, source = _load_any(args.sweep, args.root, args.profile, args.overrides)
+    runs = None
+    if args.runs is not None:
+        from orchestrator.export import read_export
+
+        runs = read_export(args.runs)
+    try:
+        _, paths = sweep_figure(spec, args.out, sweep_dir=Path(source).parent if source else None,
+                                tracking_uri=args.tracking_uri, runs=runs)
+    except ValueError as exc:  # name the file the bad figure/table key is in
+        raise ValueError(f"{source or spec.name}: {exc}") from exc
+    _out.print(f"figure of {spec.name}: " + ", ".join(str(p) for p in paths), highlight=False, markup=False)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from orchestrator.report import write_report
+    from orchestrator.sweeprecord import sweep_dir
+
+    spec, source = _load_any(args.sweep, args.root, args.profile, args.overrides)
+    out = args.out or sweep_dir(spec) / "report.html"
+    try:
+        path, run_id = write_report(spec, out, sweep_dir=Path(source).parent if source else None,
+                                    tracking_uri=args.tracking_uri, ui_url=args.mlflow_ui, log=not args.no_log)
+    except ValueError as exc:
+        raise ValueError(f"{source or spec.name}: {exc}") from exc
+    _out.print(f"report of {spec.name}: {path.resolve()}" + (f" (MLflow run {run_id}, artifact report.html)"
+                                                            if run_id else ""), highlight=False, markup=False)
+    return 0
+
+
 def _cmd_cancel(args: argparse.Namespace) -> int:
     from orchestrator.sweep import cancel_sweep
 
@@ -332,7 +387,7 @@ def _cmd_logs(args: argparse.Namespace) -> int:
 _COMMANDS = {
     "validate": _cmd_validate, "plan": _cmd_plan, "calibrate": _cmd_calibrate, "sweep": _cmd_sweep,
     "status": _cmd_status, "resume": _cmd_resume, "table": _cmd_table, "export": _cmd_export,
-    "cancel": _cmd_cancel, "logs": _cmd_logs,
+    "figure": _cmd_figure, "report": _cmd_report, "cancel": _cmd_cancel, "logs": _cmd_logs,
 }  # fmt: skip
 
 

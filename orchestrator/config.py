@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from orchestrator.figurespec import FigureSpec, ShapesSpec
 from orchestrator.tablespec import TableSpec
 
 __all__ = [
@@ -283,6 +284,7 @@ class AnalysisSpec(_Frozen):
     """Analyses of the trained model recorded at the end of a trial (none by default)."""
 
     erf: ErfSpec | None = None
+    shapes: ShapesSpec | None = None  # GMConv masks and sigmas, ACONV envelopes, CoC kernels (orchestrator.shapes)
 
 
 class TrainBase(_Frozen):
@@ -389,6 +391,7 @@ class SweepSpec(_Frozen):
     # only in knobs their method ignores (grid sigma_init x method stdconv: the same computation run again),
     # is an error: the user meant it to change something. true turns both into one warning.
     allow_ignored_knobs: bool = False
+    figure: FigureSpec | None = None  # `convsweep figure`: a view of the table (orchestrator.figures)
 
     # A field validator (not a model one) so the error's location is `zip`, which the one-line error names.
     @field_validator("zip")

@@ -289,10 +289,12 @@ def check_sweep(spec: SweepSpec, *, external: bool = True) -> None:
     data roots, layer builds, executor kind, the tracking store's folder): see ``orchestrator.checks``.
     """
     from orchestrator import checks
+    from orchestrator.figures import figure_problems
 
     pairs = expand_with_sources(spec)
     problems = checks.tune_problems(spec) + checks.table_problems(spec, [t for t, _ in pairs[:1]])
     problems += checks.tracking_problems(spec, external=external)
+    problems += figure_problems(spec.figure, spec.table)
     if external:
         from orchestrator.executors import available_executors
 

@@ -366,6 +366,7 @@ class Trainer:
                     td = self.trial_dir
                     save_checkpoint(self._best_state(epoch, record), td.best_checkpoint, td.prev_best_checkpoint)
                 self.trial_dir.append_metrics(record)
+                self._shapes(epoch)
             log.info(
                 "epoch %d/%d loss %.4f train_top1 %.2f val_top1 %s lr %.3g %.1fs",
                 epoch, recipe.epochs, record["train_loss"], record["train_top1"],
@@ -390,6 +391,17 @@ class Trainer:
         out_dir = self.trial_dir.path / ANALYSIS_DIR
         erf_analysis(self.model, erf.stage, first_images(self.val_loader, erf.images), out_dir, name)
         return read_metrics(out_dir)
+
+    def _shapes(self, epoch: int) -> None:
+        """Rank 0: the learned shapes and their pictures, when asked for and due (orchestrator.shapes)."""
+        if self.spec.analysis.shapes is None:
+            return
+        from orchestrator.analysis import ANALYSIS_DIR, first_images
+        from orchestrator.shapes import record_shapes
+
+        record_shapes(self.model, self.spec.analysis.shapes, epoch, self.spec.recipe.epochs,
+                      lambda n: first_images(self.val_loader, n), self.trial_dir.read_metrics,
+                      self.trial_dir.path / ANALYSIS_DIR)
 
     def _summary(self) -> dict[str, Any]:
         if self.last_val is None:

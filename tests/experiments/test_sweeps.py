@@ -40,7 +40,9 @@ PAPER_COUNTS = {
 # cells of the paper layout that carry a published number (rows x columns x metrics the papers print)
 PUBLISHED_CELLS = {
     "gmconv_table1_cifar": 18, "gmconv_table2_imagenet": 24, "gmconv_table3_sigma_pattern": 12,
-    "gmconv_table4_rotation": 18, "gmconv_fig6_sigma_init": 0, "coc_table1_imagenet": 20,
+    "gmconv_table4_rotation": 18, "coc_table1_imagenet": 20,
+    # Fig. 6 is a plot; Table 1 prints its StdConv ("None") and sigma-5 points: 2 per model and dataset
+    "gmconv_fig6_sigma_init": 12,
     "coc_fig7_tinyimagenet": 0,
     "aconv_table2_simple": 10, "aconv_table3_resnet": 10,  # conv and aconv at the best kernel, 5 datasets
 }
@@ -231,3 +233,21 @@ def test_coc_table1_runs_the_released_hrnet18s_and_light_recipe():
     assert {t.layer.orth_weight for t in trials} == {0.1}
     header = _file("coc_table1_imagenet").read_text().split("\nname:")[0]
     assert "orth_weight 0.1" in header and "5,000" in header
+
+
+def test_gmconv_fig6_figure_marks_table1s_numbers_in_the_papers_panel_order(paper_env, table2_done):
+    """The paper layout before any run: six panels (CIFAR-10 then CIFAR-100, ResNet-20/56/18 each), no means
+    yet, and the published points where GMConv Table 1 gives them: the StdConv band and S-GMConv at sigma 5."""
+    from orchestrator.figures import figure_data
+
+    sweep = _paper_sweep("gmconv_fig6_sigma_init", table2_done)
+    table = build_table(sweep.table, [], sweep=sweep.name, expected=[t.flat_params() for t in expand(sweep)],
+                        reference_dir=EXPERIMENTS)
+    data = figure_data(table, sweep.figure)
+    assert [p.title for p in data.panels] == [f"{d}, {m}" for d in ("CIFAR-10", "CIFAR-100")
+                                              for m in ("ResNet-20", "ResNet-56", "ResNet-18")]
+    first = data.panels[0]
+    assert first.band is not None and first.band.published == 91.58 and first.band.n == 0
+    (series,) = first.series
+    assert series.x == [1.0, 5.0, 10.0] and series.published == [None, 91.85, None]
+    assert data.panels[-1].band.published == 77.78 and data.panels[-1].series[0].published[1] == 78.03
