@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .knobs import validate_knobs, check_coc_kernel
+from .knobs import check_coc_kernel, validate_knobs
 
 __all__ = ["ARCH_KNOBS", "MODEL_NAMES", "PADDINGS", "SHORTCUTS", "ModelFacts", "check_build", "declare_model",
            "model_facts", "validate_build_args"]

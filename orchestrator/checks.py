@@ -218,12 +218,26 @@ def _did_you_mean(name: str, allowed: Iterable[str]) -> str:
     return f", did you mean {close[0]!r}?" if close else ""
 
 
+def _reported_metrics(spec: SweepSpec) -> tuple[str, ...]:
+    """What the sweep's runs report per epoch (training) or once (evaluation: ``<transform>_top1/_top5``)."""
+    if spec.evaluate is None:
+        return EPOCH_METRICS
+    return tuple(f"{t}_{m}" for t in spec.evaluate.transforms for m in ("top1", "top5"))
+
+
 def table_problems(spec: SweepSpec, trials: Sequence[TrialSpec]) -> list[Problem]:
-    """Rows/columns name trial params (``flat_params``): a typo would group every run into one empty cell."""
-    if spec.table is None or not trials:
+    """Rows/columns name trial params (``flat_params``): a typo would group every run into one empty cell;
+    metrics name what the runs report: a typo would print a table of empty cells."""
+    if spec.table is None:
         return []
+    reported = _reported_metrics(spec)
+    problems = [Problem(f"table.metrics[{i}].{field}", f"not a metric the runs report{_did_you_mean(name, reported)}",
+                        name, ", ".join(reported))
+                for i, metric in enumerate(spec.table.metrics) for field in ("name", "of")
+                for name in [getattr(metric, field)] if name is not None and name not in reported]
+    if not trials:
+        return problems
     allowed = list(trials[0].flat_params())
-    problems = []
     for section in ("rows", "columns"):
         for i, param in enumerate(getattr(spec.table, section)):
             if param not in allowed:

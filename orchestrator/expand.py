@@ -155,7 +155,7 @@ def _matches(dumped: dict[str, Any], where: dict[str, Any]) -> bool:
 # expansions are kept, keyed by what expansion reads (not evaluation sweeps: theirs change as trials finish).
 _EXPANDED: dict[str, list[tuple[TrialSpec, dict[str, str]]]] = {}
 _EXPANDED_KEPT = 4
-_NOT_EXPANSION_INPUTS = {"description", "tracking", "executor", "tune", "profiles", "table"}
+_NOT_EXPANSION_INPUTS = {"description", "tracking", "storage", "executor", "tune", "profiles", "table"}
 
 
 def expand_with_sources(spec: SweepSpec) -> list[tuple[TrialSpec, dict[str, str]]]:

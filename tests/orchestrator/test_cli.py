@@ -287,3 +287,22 @@ def test_an_allowed_ignored_knob_is_said_once(tmp_path: Path, capsys: pytest.Cap
     said = [r for r in caplog.records if "repeat one computation" in r.getMessage()]
     assert len(said) == 1, [r.getMessage() for r in said]
     assert "ok (cli-small: 4 trials)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["validate", "plan", "sweep"])
+def test_each_command_expands_its_sweep_once(command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """validate/plan (and sweep's preparation) used to expand the same sweep two or three times."""
+    import orchestrator.expand
+
+    real, calls = orchestrator.expand._expand_with_sources, []
+    monkeypatch.setattr(orchestrator.expand, "_expand_with_sources", lambda spec: calls.append(spec) or real(spec))
+    monkeypatch.setattr(orchestrator.expand, "_EXPANDED", {})  # nothing kept from other tests
+    monkeypatch.chdir(tmp_path)
+    sweep = _small_sweep(tmp_path)
+    if command == "sweep":  # the steps of run_sweep before Ray starts
+        spec = prepare_sweep(sweep)
+        expand(spec), expand(spec)
+    else:
+        assert main([command, str(sweep)]) == 0
+    assert len(calls) == 1, command
