@@ -10,7 +10,7 @@ Layout (``<storage root>/<sweep>/<trial_key>/``)::
 
     spec.json           resolved TrialSpec (driver, before submit)
     mlflow_run_id       the trial's MLflow run (driver, before submit)
-    checkpoints/last.pt checkpoints/prev.pt  (rank 0, atomic)
+    checkpoints/last.pt checkpoints/prev.pt  (rank 0, atomic; each with a ``.sha256`` checksum beside it)
     checkpoints/best.pt checkpoints/best_prev.pt  the best epoch's weights by val_top1 (rank 0, atomic)
     metrics.jsonl       one object per finished epoch (rank 0)
     summary.json        final figures (rank 0)
@@ -176,6 +176,30 @@ class TrialDir:
         for record in self.iter_metrics():
             by_epoch[int(record["epoch"])] = record
         return [by_epoch[e] for e in sorted(by_epoch)]
+
+    def keep_metrics_through(self, epoch: int) -> int:
+        """Keep one record (the last) of each epoch up to ``epoch``, in order; returns how many lines went.
+
+        The writer's side of a resume: the file is replaced atomically, so a reader sees the old or the new
+        history. Lines that are no epoch record (torn by a crash, edited) go too: the writer cannot vouch for
+        them, and the epochs they held are trained again.
+        """
+        if not self.metrics_path.exists():
+            return 0
+        lines = self.metrics_path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+        kept: dict[int, str] = {}
+        for line in lines:
+            try:
+                record = json.loads(line) if line.endswith("\n") else None
+            except ValueError:
+                record = None
+            if isinstance(record, dict) and isinstance(record.get("epoch"), (int, float)) and record["epoch"] <= epoch:
+                kept.pop(int(record["epoch"]), None)  # the last record of an epoch wins, in its own place
+                kept[int(record["epoch"])] = line
+        if len(kept) == len(lines) and list(kept) == sorted(kept):
+            return 0
+        atomic_write_text(self.metrics_path, "".join(kept[e] for e in sorted(kept)))
+        return len(lines) - len(kept)
 
     def iter_metrics(self) -> Iterator[dict[str, Any]]:
         if not self.metrics_path.exists():
