@@ -25,7 +25,6 @@ generator and every CUDA device's generator, converted to tensors and lists.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import pickle
@@ -36,6 +35,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from orchestrator.checksum import (HashingWriter, checksum_path, damage, move_checkpoint, recorded_checksum, sha256_of,
+                                   write_checksum)
 
 __all__ = [
     "checkpoint_epoch", "checksum_path", "damage", "load_checkpoint", "move_checkpoint", "read_checkpoint", "rng_state",
@@ -73,32 +75,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(cuda)
 
 
-def checksum_path(checkpoint: Path) -> Path:
-    """Where the checksum of ``checkpoint`` lives."""
-    return checkpoint.with_name(checkpoint.name + ".sha256")
-
-
-class _HashingWriter:
-    """A file that hashes what is written to it, so the checksum costs no second read of the checkpoint."""
-
-    def __init__(self, f: Any) -> None:
-        self.f, self.sha, self.size = f, hashlib.sha256(), 0
-
-    def write(self, data: bytes) -> int:
-        self.sha.update(data)
-        self.size += len(data)
-        return self.f.write(data)
-
-    def flush(self) -> None:
-        self.f.flush()
-
-
 def save_checkpoint(state: dict[str, Any], last: Path, prev: Path) -> None:
     """Write ``state`` to ``last`` atomically, keeping the previous ``last`` as ``prev``; checksums beside both."""
     last.parent.mkdir(parents=True, exist_ok=True)
     tmp = last.with_name(f".{last.name}.tmp{os.getpid()}")
     with open(tmp, "wb") as f:
-        writer = _HashingWriter(f)
+        writer = HashingWriter(f)
         torch.save(state, writer)  # type: ignore[arg-type]  # torch.save takes any object with write/flush
         f.flush()
         os.fsync(f.fileno())
@@ -108,70 +90,8 @@ def save_checkpoint(state: dict[str, Any], last: Path, prev: Path) -> None:
     if last.exists():
         os.replace(last, prev)
     os.replace(tmp, last)
-    _write_checksum(last, writer.sha.hexdigest(), writer.size)
+    write_checksum(last, writer.sha.hexdigest(), writer.size)
     _fsync_dir(last.parent)
-
-
-def move_checkpoint(source: Path, target: Path) -> None:
-    """Rename a checkpoint together with its checksum (the checksum first, as ``save_checkpoint`` rotates)."""
-    checksum_path(target).unlink(missing_ok=True)
-    if checksum_path(source).exists():
-        os.replace(checksum_path(source), checksum_path(target))
-    os.replace(source, target)
-
-
-def _write_checksum(path: Path, digest: str, size: int) -> None:
-    target = checksum_path(path)
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(f"sha256 {digest}\nsize {size}\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
-
-
-def _recorded_checksum(path: Path) -> tuple[str, int | None] | None:
-    """(sha256, size) recorded beside ``path``; None without a readable record."""
-    try:
-        text = checksum_path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
-    fields = dict(line.split(None, 1) for line in text.splitlines() if len(line.split()) == 2)
-    digest, size = fields.get("sha256", ""), fields.get("size", "")
-    if len(digest) != 64:
-        return None
-    return digest, int(size) if size.isdigit() else None
-
-
-def _sha256(path: Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
-
-
-def damage(path: Path, *, deep: bool = True) -> str | None:
-    """Why the checkpoint at ``path`` cannot be trusted, or None when it is intact.
-
-    ``deep=False`` compares only the size with the recorded one (a stat: cheap enough for a table over
-    thousands of trials; catches truncation, not flipped bytes); ``deep=True`` compares the sha256 and, for a
-    checkpoint without a checksum, loads it.
-    """
-    if not path.exists():
-        return "missing"
-    recorded = _recorded_checksum(path)
-    if recorded is not None:
-        digest, size = recorded
-        actual = path.stat().st_size
-        if size is not None and actual != size:
-            return f"{actual} bytes, its checksum file says {size}"
-        if deep and _sha256(path) != digest:
-            return "its bytes disagree with its checksum"
-        return None
-    if not deep:
-        return None
-    return None if _read_trial_checkpoint(path) is not None else "unreadable"
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -205,25 +125,26 @@ def load_checkpoint(last: Path, prev: Path, *, epoch: int | None = None) -> dict
     return None
 
 
-def checkpoint_epoch(path: Path) -> int | None:
-    """The epoch of the trial checkpoint at ``path``; None when it is absent or unreadable."""
-    state = _read_trial_checkpoint(path)
+def checkpoint_epoch(path: Path, *, quiet: bool = False) -> int | None:
+    """The epoch of the trial checkpoint at ``path``; None when it is absent or damaged (``quiet``: say nothing)."""
+    state = _read_trial_checkpoint(path, quiet=quiet)
     return None if state is None else int(state["epoch"])
 
 
-def _read_trial_checkpoint(path: Path) -> dict[str, Any] | None:
+def _read_trial_checkpoint(path: Path, *, quiet: bool = False) -> dict[str, Any] | None:
     if not path.exists():
         return None
-    recorded = _recorded_checksum(path)
-    if recorded is not None and _sha256(path) != recorded[0]:
-        log.warning("checkpoint %s disagrees with its checksum %s; trying the previous one", path, checksum_path(path))
+    warn = log.debug if quiet else log.warning
+    recorded = recorded_checksum(path)
+    if recorded is not None and sha256_of(path) != recorded[0]:
+        warn("checkpoint %s disagrees with its checksum %s; trying the previous one", path, checksum_path(path))
         return None
     try:
         state = read_checkpoint(path)
     except _UNREADABLE as exc:
-        log.warning("checkpoint %s is unreadable (%s: %s); trying the previous one", path, type(exc).__name__, exc)
+        warn("checkpoint %s is unreadable (%s: %s); trying the previous one", path, type(exc).__name__, exc)
         return None
     if not isinstance(state, dict) or "epoch" not in state:
-        log.warning("checkpoint %s is not a trial checkpoint; trying the previous one", path)
+        warn("checkpoint %s is not a trial checkpoint; trying the previous one", path)
         return None
     return state

@@ -247,6 +247,30 @@ class TrialDir:
     def is_done(self) -> bool:
         return self.done_marker.exists()
 
+    def contradiction(self, *, trains: bool = True, deep: bool = True) -> str | None:
+        """Why this folder does not bear out a finished trial (every reason, "; "-joined), or None when it does.
+
+        A finished trial has its DONE marker, a readable summary and, if it trains (an evaluation trial keeps
+        no checkpoints), an intact newest checkpoint (``orchestrator.checksum.damage``; ``deep=False``: sizes
+        only). ``status`` reports a trial MLflow calls FINISHED that fails this; ``resume`` runs it again.
+        """
+        from orchestrator.checksum import damage
+
+        reasons = []
+        if not self.is_done:
+            reasons.append("no DONE marker")
+        if not self.summary_path.exists():
+            reasons.append("no summary.json")
+        else:
+            try:
+                self.read_summary()
+            except ValueError:
+                reasons.append("summary.json is not a readable summary")
+        why = damage(self.last_checkpoint, deep=deep) if trains else None
+        if why is not None:
+            reasons.append(f"checkpoints/{self.last_checkpoint.name} {why}")
+        return "; ".join(reasons) or None
+
     @property
     def failure(self) -> str | None:
         if not self.failed_marker.exists():

@@ -104,7 +104,7 @@ def test_flipped_bytes_that_still_load_are_caught_by_the_checksum(tmp_path: Path
     save_checkpoint(state(2), last, prev)
     _flip_a_byte(last)
     assert read_checkpoint(last)["epoch"] == 2  # nothing but the checksum tells
-    assert damage(last) == "its bytes disagree with its checksum"
+    assert damage(last) == "disagrees with its checksum"
     assert damage(last, deep=False) is None  # the size still agrees: only the deep check reads the bytes
     assert load_checkpoint(last, prev)["epoch"] == 1 and checkpoint_epoch(last) is None
 
@@ -114,9 +114,9 @@ def test_truncation_is_seen_from_the_size_alone(tmp_path: Path) -> None:
     save_checkpoint(state(1), last, prev)
     data = last.read_bytes()
     last.write_bytes(data[:-100])
-    assert damage(last, deep=False) == f"{len(data) - 100} bytes, its checksum file says {len(data)}"
+    assert damage(last, deep=False) == f"is {len(data) - 100} bytes where its checksum says {len(data)}"
     assert load_checkpoint(last, prev) is None  # no previous checkpoint: the trial starts from scratch
-    assert damage(prev) == "missing"
+    assert damage(prev) == "is missing"
 
 
 def test_every_crash_point_of_a_save_leaves_the_newest_whole_checkpoint_loadable(tmp_path: Path) -> None:
@@ -125,7 +125,7 @@ def test_every_crash_point_of_a_save_leaves_the_newest_whole_checkpoint_loadable
     save_checkpoint(state(1), last, prev)
     save_checkpoint(state(2), last, prev)
     checksum_path(last).replace(checksum_path(prev))  # crash after the first step
-    assert damage(last) is None and damage(prev) == "its bytes disagree with its checksum"
+    assert damage(last) is None and damage(prev) == "disagrees with its checksum"
     assert load_checkpoint(last, prev)["epoch"] == 2
     last.replace(prev)  # ... after the second
     assert load_checkpoint(last, prev)["epoch"] == 2
@@ -133,7 +133,7 @@ def test_every_crash_point_of_a_save_leaves_the_newest_whole_checkpoint_loadable
     checksum_path(last).unlink()  # ... after the third (or a checkpoint from before checksums)
     assert damage(last) is None and load_checkpoint(last, prev)["epoch"] == 3
     last.write_bytes(last.read_bytes()[:200])
-    assert damage(last) == "unreadable" and load_checkpoint(last, prev)["epoch"] == 2
+    assert damage(last) == "is unreadable" and load_checkpoint(last, prev)["epoch"] == 2
 
 
 def test_move_checkpoint_takes_its_checksum_along(tmp_path: Path) -> None:
