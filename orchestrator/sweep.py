@@ -265,6 +265,11 @@ def _run(spec: SweepSpec, trials: list[TrialSpec], pending: list[TrialSpec], tra
             result.interrupted.append(outcome.trial_key)
             if run is not None and run.info.status == "RUNNING":
                 tracker.end(run.info.run_id, "KILLED")
+    if interrupted:  # Tune's results leave out the trials it never started
+        reported = {o.trial_key for o in outcomes}
+        result.not_started += [t.trial_key for t in pending if t.trial_key not in reported
+                               and not _submitted_since(TrialDir.for_trial(spec.storage.root, spec.name, t.trial_key),
+                                                        started_at)]
 
 
 def _submitted_since(td: TrialDir, since: float) -> bool:
