@@ -14,6 +14,7 @@ import json
 import logging
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from orchestrator.config import SweepSpec, TrialSpec
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 DRIVER_PID_FILE = "driver.pid"  # "<pid> <host>" of the driver while it runs
 DRIVER_JOB_FILE = "driver.json"  # {"executor": kind, "job_id": id} of a driver submitted as a job (--detach)
+_TRIAL_KEY_TAG = "convsweep.trial_key"  # orchestrator.tracking tags each run with its trial key
 
 
 @dataclass(frozen=True)
@@ -112,15 +114,24 @@ class StatusRow:
 
 
 def _finished_in_mlflow(spec: SweepSpec) -> set[str]:
-    """The trial keys MLflow calls FINISHED; empty (with a warning) when the tracking store cannot be read."""
-    from orchestrator.tracking import Tracker
+    """The trial keys MLflow calls FINISHED; empty (with a warning) when the tracking store cannot be read.
 
+    Reads only: a SQLite file or an experiment that does not exist yet means no runs, and is not created.
+    """
+    from orchestrator.tablequery import fetch_runs
+
+    uri = spec.tracking.uri
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        return set()
     try:
-        return Tracker(spec.tracking.uri, spec.experiment, spec.name).finished_keys()
+        runs = fetch_runs(uri, spec.experiment, spec.name)
+    except ValueError:  # no such experiment: the sweep never reached MLflow
+        return set()
     except Exception as exc:  # noqa: BLE001 - status still shows the folders when MLflow is out of reach
-        logger.warning("status: MLflow at %s unreadable (%s); trial folders only", spec.tracking.uri,
+        logger.warning("status: MLflow at %s unreadable (%s); trial folders only", uri,
                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         return set()
+    return {r.data.tags[_TRIAL_KEY_TAG] for r in runs if _TRIAL_KEY_TAG in r.data.tags}
 
 
 def status_rows(name: str, root: str = "runs") -> list[StatusRow]:

@@ -251,8 +251,8 @@ class TrialDir:
         """Why this folder does not bear out a finished trial (every reason, "; "-joined), or None when it does.
 
         A finished trial has its DONE marker, a readable summary and, if it trains (an evaluation trial keeps
-        no checkpoints), an intact newest checkpoint (``orchestrator.checksum.damage``; ``deep=False``: sizes
-        only). ``status`` reports a trial MLflow calls FINISHED that fails this; ``resume`` runs it again.
+        no checkpoints) and still has checkpoints, an intact newest one (``orchestrator.checksum.damage``;
+        ``deep=False``: sizes only). ``status`` reports a trial MLflow calls FINISHED that fails this; ``resume`` runs it again.
         """
         from orchestrator.checksum import damage
 
@@ -266,9 +266,12 @@ class TrialDir:
                 self.read_summary()
             except ValueError:
                 reasons.append("summary.json is not a readable summary")
-        why = damage(self.last_checkpoint, deep=deep) if trains else None
+        # the newest checkpoint there is: prev.pt alone is what a crash between the two renames leaves, and
+        # none at all is a finished trial whose checkpoints were cleaned up to save space -- its result stands
+        newest = next((p for p in (self.last_checkpoint, self.prev_checkpoint) if p.exists()), None)
+        why = damage(newest, deep=deep) if trains and newest is not None else None
         if why is not None:
-            reasons.append(f"checkpoints/{self.last_checkpoint.name} {why}")
+            reasons.append(f"checkpoints/{newest.name} {why}")
         return "; ".join(reasons) or None
 
     @property
