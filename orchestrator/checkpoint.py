@@ -7,10 +7,10 @@ into place with ``os.replace``; the previous ``last.pt`` becomes ``prev.pt`` fir
 either a whole ``last.pt`` or (in the instant between the two renames, or when ``last.pt`` was damaged by
 something outside our control) a whole ``prev.pt``, and ``load_checkpoint`` falls back to the latter.
 
-Each checkpoint has a checksum beside it (``last.pt.sha256``: lines ``sha256 <hex>`` and ``size <bytes>``;
-it names no file, as it moves with its checkpoint), written atomically after the checkpoint itself: a file whose bytes disagree with
-its checksum (a disk or copy that truncated or flipped it, even where ``torch.load`` would still succeed) is
-damaged, and so is one ``torch.load`` cannot read. A checkpoint without a checksum (a crash between the
+Each checkpoint has a checksum beside it (``last.pt.sha256``, ``orchestrator.checksum``), written atomically
+after the checkpoint itself: a file whose bytes disagree with its checksum (a disk or copy that truncated or
+flipped it, even where ``torch.load`` would still succeed) is damaged, and so is one ``torch.load`` cannot
+read. A checkpoint without a checksum (a crash between the
 checkpoint's rename and its checksum's, or a checkpoint from before checksums) counts as intact when it
 loads. The checksum is rotated to ``prev.pt.sha256`` *before* its checkpoint, so no crash leaves a checksum
 beside a checkpoint it does not describe except as a mismatch of ``prev.pt`` while ``last.pt`` is whole.

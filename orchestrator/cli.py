@@ -263,7 +263,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     root = "" if args.root == "runs" else f" --root {args.root}"
     counts = {s: sum(r.state == s for r in rows) for s in states}
     _out.print(", ".join(f"{n} {s}" for s, n in counts.items() if n or s != "inconsistent")
-               + (f" (`convsweep resume {args.sweep}{root}` runs the inconsistent ones again)" * bool(counts["inconsistent"])),
+               + (f" (`convsweep resume {args.sweep}{root}` runs the inconsistent ones again)"
+                  * bool(counts["inconsistent"])),
                highlight=False)
     driver = driver_job(load_recorded(args.sweep, args.root)[0])  # a detached driver (sweep --detach)
     if driver is not None:

@@ -3,8 +3,9 @@
 ``run_sweep`` validates everything first (a ``ConfigError`` before anything is submitted or recorded),
 expands the trials, asks MLflow which trial keys are already settled (FINISHED and borne out by the trial
 folder, or stopped early by the scheduler; ``orchestrator.sweepstate``) and runs only the others through Ray
-Tune, so running a sweep twice starts no trial and creates no run. At submission it stores the resolved sweep as ``<storage root>/<sweep>/sweep.json``: ``resume``,
-``status`` and ``cancel`` then need only the sweep's name.
+Tune, so running a sweep twice starts no trial and creates no run. Before anything else it stores the
+resolved sweep as ``<storage root>/<sweep>/sweep.json``: ``resume``, ``status`` and ``cancel`` then need only
+the sweep's name.
 
 ``resume_sweep`` restores the sweep's Tune experiment when there is one (Tune re-runs its unfinished trials,
 and with ``restart_errored`` its errored ones), then runs whatever is still unsettled as a fresh Tune run:
@@ -356,12 +357,12 @@ def run_sweep(
     spec = prepare_sweep(sweep, profile, overrides, executor)
     source = None if isinstance(sweep, SweepSpec) else str(Path(sweep).resolve())
     trials = expand(spec)
+    _record(spec, source)  # first: a driver killed while MLflow starts up is then one `resume` continues
     tracker = Tracker(spec.tracking.uri, spec.experiment, spec.name)
     result = SweepResult(spec, len(trials), source_file=source)
     settled = _settled(spec, tracker, trials, result)
     pending = [t for t in trials if t.trial_key not in settled]
     result.skipped = [t.trial_key for t in trials if t.trial_key in settled]
-    _record(spec, source)
     if pending:
         _run(spec, trials, pending, tracker, result, show_progress=show_progress)
     return result

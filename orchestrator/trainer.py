@@ -8,8 +8,9 @@ Resume: a restarted trial loads ``checkpoints/last.pt`` (``prev.pt`` if the form
 disagreeing with its checksum; from scratch if both are) on every rank and continues with the next epoch at
 the same scheduler position; epochs already checkpointed are not trained again. Rank 0 first cuts
 ``metrics.jsonl`` back to the epochs the loaded checkpoint holds (one record each), so the history never
-shows an epoch twice or an epoch whose weights were lost. A ``plateau`` schedule observes each evaluation's val loss (all-reduced, so every rank cuts
-the lr alike) before the epoch's checkpoint, which therefore holds its patience count.
+shows an epoch twice or an epoch whose weights were lost. A ``plateau`` schedule observes each evaluation's
+val loss (all-reduced, so every rank cuts the lr alike) before the epoch's checkpoint, which therefore holds
+its patience count.
 
 Best epoch: whenever an evaluation beats every earlier one on val_top1 (the first of equal ones stays best),
 rank 0 also writes that epoch's weights to ``checkpoints/best.pt``, after ``last.pt``, so evaluation trials

@@ -252,7 +252,8 @@ class TrialDir:
 
         A finished trial has its DONE marker, a readable summary and, if it trains (an evaluation trial keeps
         no checkpoints) and still has checkpoints, an intact newest one (``orchestrator.checksum.damage``;
-        ``deep=False``: sizes only). ``status`` reports a trial MLflow calls FINISHED that fails this; ``resume`` runs it again.
+        ``deep=False``: sizes only). ``status`` reports a trial MLflow calls FINISHED that fails this;
+        ``resume`` runs it again.
         """
         from orchestrator.checksum import damage
 

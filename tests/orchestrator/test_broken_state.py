@@ -232,7 +232,8 @@ def test_finished_in_mlflow_but_not_on_disk_is_inconsistent_and_run_again(
 
 
 def test_table_footer_counts_the_runs_left_out(recorded: list[TrialDir], capsys: pytest.CaptureFixture[str]) -> None:
-    path = _sweep_file(Path.cwd(), table={"rows": ["layer.method"], "metrics": [{"name": "val_top1", "reduce": "best"}]})
+    table = {"rows": ["layer.method"], "metrics": [{"name": "val_top1", "reduce": "best"}]}
+    path = _sweep_file(Path.cwd(), table=table)
     spec = prepare_sweep(path)
     _finish_in_mlflow(spec, recorded)
     recorded[0].summary_path.unlink()
@@ -291,8 +292,9 @@ def test_resume_converges_on_damaged_checkpoints(tmp_path: Path, monkeypatch: py
     from orchestrator.tune import init_ray
 
     monkeypatch.chdir(tmp_path)
-    path = _sweep_file(tmp_path, base={"model": "resnet20", "dataset": {"name": "digits", "backend": "pytorch", "num_workers": 0},
-                             "recipe": {"epochs": 2, "batch_size": 16, "max_steps_per_epoch": 1}},
+    dataset = {"name": "digits", "backend": "pytorch", "num_workers": 0}
+    path = _sweep_file(tmp_path, base={"model": "resnet20", "dataset": dataset,
+                                       "recipe": {"epochs": 2, "batch_size": 16, "max_steps_per_epoch": 1}},
                        resources={"processes_per_node": 1}, tune={"max_concurrent_trials": 2})
     started = init_ray()  # one Ray for the three drivers
     try:
