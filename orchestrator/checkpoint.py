@@ -7,6 +7,14 @@ into place with ``os.replace``; the previous ``last.pt`` becomes ``prev.pt`` fir
 either a whole ``last.pt`` or (in the instant between the two renames, or when ``last.pt`` was damaged by
 something outside our control) a whole ``prev.pt``, and ``load_checkpoint`` falls back to the latter.
 
+Each checkpoint has a checksum beside it (``last.pt.sha256``, ``orchestrator.checksum``), written atomically
+after the checkpoint itself: a file whose bytes disagree with its checksum (a disk or copy that truncated or
+flipped it, even where ``torch.load`` would still succeed) is damaged, and so is one ``torch.load`` cannot
+read. A checkpoint without a checksum (a crash between the
+checkpoint's rename and its checksum's, or a checkpoint from before checksums) counts as intact when it
+loads. The checksum is rotated to ``prev.pt.sha256`` *before* its checkpoint, so no crash leaves a checksum
+beside a checkpoint it does not describe except as a mismatch of ``prev.pt`` while ``last.pt`` is whole.
+
 The best epoch's weights (``best.pt``, rotated to ``best_prev.pt``) are kept the same way, for evaluation
 only (no optimiser state): a reader asks ``load_checkpoint`` for the epoch it expects, so a file left one
 best epoch ahead or behind by a crash is never taken for it.
@@ -28,7 +36,13 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["checkpoint_epoch", "load_checkpoint", "read_checkpoint", "rng_state", "save_checkpoint", "set_rng_state"]
+from orchestrator.checksum import (HashingWriter, checksum_path, damage, move_checkpoint, recorded_checksum, sha256_of,
+                                   write_checksum)
+
+__all__ = [
+    "checkpoint_epoch", "checksum_path", "damage", "load_checkpoint", "move_checkpoint", "read_checkpoint", "rng_state",
+    "save_checkpoint", "set_rng_state",
+]
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +76,21 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(state: dict[str, Any], last: Path, prev: Path) -> None:
-    """Write ``state`` to ``last`` atomically, keeping the previous ``last`` as ``prev``."""
+    """Write ``state`` to ``last`` atomically, keeping the previous ``last`` as ``prev``; checksums beside both."""
     last.parent.mkdir(parents=True, exist_ok=True)
     tmp = last.with_name(f".{last.name}.tmp{os.getpid()}")
     with open(tmp, "wb") as f:
-        torch.save(state, f)
+        writer = HashingWriter(f)
+        torch.save(state, writer)  # type: ignore[arg-type]  # torch.save takes any object with write/flush
         f.flush()
         os.fsync(f.fileno())
+    # order matters (see the module docstring): checksum, checkpoint, then the new checksum
+    if checksum_path(last).exists():
+        os.replace(checksum_path(last), checksum_path(prev))
     if last.exists():
         os.replace(last, prev)
     os.replace(tmp, last)
+    write_checksum(last, writer.sha.hexdigest(), writer.size)
     _fsync_dir(last.parent)
 
 
@@ -106,21 +125,26 @@ def load_checkpoint(last: Path, prev: Path, *, epoch: int | None = None) -> dict
     return None
 
 
-def checkpoint_epoch(path: Path) -> int | None:
-    """The epoch of the trial checkpoint at ``path``; None when it is absent or unreadable."""
-    state = _read_trial_checkpoint(path)
+def checkpoint_epoch(path: Path, *, quiet: bool = False) -> int | None:
+    """The epoch of the trial checkpoint at ``path``; None when it is absent or damaged (``quiet``: say nothing)."""
+    state = _read_trial_checkpoint(path, quiet=quiet)
     return None if state is None else int(state["epoch"])
 
 
-def _read_trial_checkpoint(path: Path) -> dict[str, Any] | None:
+def _read_trial_checkpoint(path: Path, *, quiet: bool = False) -> dict[str, Any] | None:
     if not path.exists():
+        return None
+    warn = log.debug if quiet else log.warning
+    recorded = recorded_checksum(path)
+    if recorded is not None and sha256_of(path) != recorded[0]:
+        warn("checkpoint %s disagrees with its checksum %s; trying the previous one", path, checksum_path(path))
         return None
     try:
         state = read_checkpoint(path)
     except _UNREADABLE as exc:
-        log.warning("checkpoint %s is unreadable (%s: %s); trying the previous one", path, type(exc).__name__, exc)
+        warn("checkpoint %s is unreadable (%s: %s); trying the previous one", path, type(exc).__name__, exc)
         return None
     if not isinstance(state, dict) or "epoch" not in state:
-        log.warning("checkpoint %s is not a trial checkpoint; trying the previous one", path)
+        warn("checkpoint %s is not a trial checkpoint; trying the previous one", path)
         return None
     return state

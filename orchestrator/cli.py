@@ -245,13 +245,19 @@ def _print_result(result: object) -> int:
     assert isinstance(result, SweepResult)
     spec = result.sweep
     ran = len(result.finished) + len(result.failed) + len(result.stopped) + len(result.interrupted)
+    halted = [f"{len(result.interrupted)} interrupted"] * bool(result.interrupted)
+    halted += [f"{len(result.not_started)} not started"] * bool(result.not_started)
+    halted = halted or ["interrupted"] * result.halted
     reused = f", {len(result.reused)} reused from {', '.join(sorted(set(result.reused.values())))}" if result.reused else ""
     _out.print(f"sweep {spec.name}: {result.total} trials; {len(result.skipped)} already finished{reused}, {ran} run now: "
                f"{len(result.finished)} finished, {len(result.stopped)} stopped early, {len(result.failed)} failed"
-               + (f", {len(result.interrupted)} interrupted (convsweep resume {spec.name} --root {spec.storage.root})"
-                  if result.interrupted else ""), highlight=False)
+               + (f", {', '.join(halted)} (convsweep resume {spec.name} --root {spec.storage.root} continues "
+                  f"{'them' if len(result.interrupted) + len(result.not_started) > 1 else 'it'})"
+                  if halted else ""), highlight=False)
     if result.restored:
         _out.print("resumed from Ray Tune's saved experiment state", highlight=False)
+    for key, why in result.rerun.items():
+        _out.print(f"  run again {key}: {why}", highlight=False, markup=False)
     for key, error in result.failed.items():
         _err.print(f"  FAILED {key}: {error} (convsweep logs {spec.name} {key} --root {spec.storage.root})",
                    highlight=False)
@@ -262,7 +268,7 @@ def _print_result(result: object) -> int:
                    highlight=False, markup=False)
     else:
         _out.print(f"MLflow: {spec.tracking.uri} (experiment {spec.experiment!r})", highlight=False, markup=False)
-    return 1 if not result.ok else 130 if result.interrupted else 0
+    return 1 if not result.ok else 130 if result.halted else 0
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -294,8 +300,16 @@ def _cmd_status(args: argparse.Namespace) -> int:
         eta = "" if r.eta_seconds is None else f"{r.eta_seconds / 60:.1f} min"
         table.add_row(r.trial_key, r.label, r.state, f"{r.epoch}/{r.epochs}", eta)
     _out.print(table)
-    counts = {s: sum(r.state == s for r in rows) for s in ("done", "running", "failed", "interrupted", "pending")}
-    _out.print(", ".join(f"{n} {s}" for s, n in counts.items()), highlight=False)
+    for r in rows:
+        if r.note:  # below the table: a reason is too long for a column
+            _out.print(f"  {r.state} {r.trial_key}: {r.note}", highlight=False, markup=False)
+    states = ("done", "running", "failed", "inconsistent", "interrupted", "pending")
+    root = "" if args.root == "runs" else f" --root {args.root}"
+    counts = {s: sum(r.state == s for r in rows) for s in states}
+    _out.print(", ".join(f"{n} {s}" for s, n in counts.items() if n or s != "inconsistent")
+               + (f" (`convsweep resume {args.sweep}{root}` runs the inconsistent ones again)"
+                  * bool(counts["inconsistent"])),
+               highlight=False)
     driver = driver_job(load_recorded(args.sweep, args.root)[0])  # a detached driver (sweep --detach)
     if driver is not None:
         _out.print(f"driver: job {driver.job_id} {driver.state().value.lower()}; log: {driver.log_path}",

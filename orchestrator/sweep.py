@@ -1,13 +1,16 @@
 """Running, resuming and inspecting a sweep: the library behind ``convsweep sweep | resume | status | cancel``.
 
 ``run_sweep`` validates everything first (a ``ConfigError`` before anything is submitted or recorded),
-expands the trials, asks MLflow which trial keys are already settled (FINISHED, or stopped early by the
-scheduler) and runs only the others through Ray Tune, so running a sweep twice starts no trial and creates
-no run. At submission it stores the resolved sweep as ``<storage root>/<sweep>/sweep.json``: ``resume``,
-``status`` and ``cancel`` then need only the sweep's name.
+expands the trials, asks MLflow which trial keys are already settled (FINISHED and borne out by the trial
+folder, or stopped early by the scheduler; ``orchestrator.sweepstate``) and runs only the others through Ray
+Tune, so running a sweep twice starts no trial and creates no run. Before anything else it stores the
+resolved sweep as ``<storage root>/<sweep>/sweep.json``: ``resume``, ``status`` and ``cancel`` then need only
+the sweep's name.
 
 ``resume_sweep`` restores the sweep's Tune experiment when there is one (Tune re-runs its unfinished trials,
-and with ``restart_errored`` its errored ones), then runs whatever is still unsettled as a fresh Tune run.
+and with ``restart_errored`` its errored ones), then runs whatever is still unsettled as a fresh Tune run:
+a trial Tune's saved state calls ended but that is not settled (its folder damaged, its run KILLED) is
+not Tune's to run again, so only this second run trains it -- and ``resume`` converges.
 Either way a trial continues from its own checkpoints and MLflow run, and a job a killed driver left running
 is ended first (``orchestrator.proxy``).
 
@@ -22,7 +25,6 @@ trial the ASHA scheduler stopped (scheduler ``asha``, driver not interrupted) is
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -34,15 +36,17 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.config import SweepSpec, TrialSpec
-from orchestrator.executors import available_executors, get_executor
+from orchestrator.executors import available_executors
 from orchestrator.expand import expand
 from orchestrator.progress import SweepProgress
 from orchestrator.proxy import TrialContext, stopping_marker
 from orchestrator.sweepfile import ConfigError, Problem, load_sweep
 from orchestrator.tracking import TAG, Tracker, absolute_tracking_uri, git_commit
-from orchestrator.trialdir import TrialDir, atomic_write_text, read_json_file
+from orchestrator.trialdir import TrialDir, atomic_write_text
 from orchestrator.sweeprecord import load_recorded, sweep_dir
 from orchestrator.sweeprecord import record_sweep as _record
+from orchestrator.sweepstate import (DRIVER_JOB_FILE, DRIVER_PID_FILE, StatusRow, audit, driver_job, driver_pid,
+                                     job_alive, record_driver_job, status_rows)
 
 __all__ = [
     "SweepResult", "StatusRow", "prepare_sweep", "run_sweep", "resume_sweep", "load_recorded", "status_rows",
@@ -51,9 +55,6 @@ __all__ = [
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
-
-DRIVER_PID_FILE = "driver.pid"  # "<pid> <host>" of the driver while it runs
-DRIVER_JOB_FILE = "driver.json"  # {"executor": kind, "job_id": id} of a driver submitted as a job (--detach)
 
 
 # A DONE trial's job still running after this long is ended; before, it is left to complete (a cancel would
@@ -69,10 +70,13 @@ class SweepResult:
     reused: dict[str, str] = field(default_factory=dict)  # finished in another sweep: key -> that sweep
     finished: list[str] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)  # ended early by the scheduler (ASHA)
-    interrupted: list[str] = field(default_factory=list)  # unfinished when the driver was stopped
+    interrupted: list[str] = field(default_factory=list)  # started, unfinished when the driver was stopped
+    not_started: list[str] = field(default_factory=list)  # pending, no job submitted before the driver was stopped
     failed: dict[str, str] = field(default_factory=dict)  # key -> last line of the error
+    rerun: dict[str, str] = field(default_factory=dict)  # key -> why its recorded finish did not hold up
     source_file: str | None = None
     restored: bool = False  # resumed through Ray Tune's saved experiment state
+    halted: bool = False  # the driver was stopped (SIGINT, SIGTERM, convsweep cancel)
 
     @property
     def ok(self) -> bool:
@@ -123,25 +127,37 @@ def _context(spec: SweepSpec) -> TrialContext:
     )
 
 
-def _settled(spec: SweepSpec, tracker: Tracker) -> set[str]:
-    """FINISHED trials, and under ASHA those the scheduler stopped; everything else is (re)run."""
+def _settled(spec: SweepSpec, tracker: Tracker, trials: list[TrialSpec], result: SweepResult) -> set[str]:
+    """FINISHED trials their folders bear out, and under ASHA those the scheduler stopped; the rest is (re)run.
+
+    A trial whose recorded finish does not hold up (``orchestrator.sweepstate.audit``) loses its DONE marker
+    here, so that its job trains from the newest intact checkpoint instead of reporting the old end.
+    """
     stopped = tracker.stopped_keys() if spec.tune.scheduler == "asha" else set()
-    return tracker.finished_keys() | stopped
+    checked = audit(spec, trials, tracker.finished_keys(), stopped)
+    for key, why in checked.inconsistent.items():
+        if key not in result.rerun:
+            logger.info("trial %s: %s; running it again", key, why)
+        TrialDir.for_trial(spec.storage.root, spec.name, key).clear_markers()
+        result.rerun.setdefault(key, why)
+    return checked.settled
 
 
-def _settled_or_reused(spec: SweepSpec, trials: list[TrialSpec], tracker: Tracker,
-                       reuse: bool) -> tuple[set[str], dict[str, str]]:
-    """The settled trial keys, and the trials linked now because they finished in another sweep
-    (``orchestrator.reuse``); without ``reuse`` the sweep's earlier links are dropped and trained again."""
+def _settled_or_reused(spec: SweepSpec, trials: list[TrialSpec], tracker: Tracker, result: SweepResult,
+                       reuse: bool) -> set[str]:
+    """The settled trial keys (``_settled``); the trials that finished in another sweep are linked now
+    (``orchestrator.reuse``) into ``result.reused``. Without ``reuse`` the sweep's earlier links are dropped
+    and their trials trained again."""
     from orchestrator.reuse import reuse_finished, unlink_reused
 
     if not reuse:
         dropped = unlink_reused(spec, tracker)
         if dropped:
             logger.warning("--no-reuse: %d reused trial(s) will be trained in this sweep", len(dropped))
-        return _settled(spec, tracker), {}
-    settled = _settled(spec, tracker)
-    return settled, reuse_finished(spec, [t for t in trials if t.trial_key not in settled], tracker)
+        return _settled(spec, tracker, trials, result)
+    settled = _settled(spec, tracker, trials, result)
+    result.reused = reuse_finished(spec, [t for t in trials if t.trial_key not in settled], tracker)
+    return settled
 
 
 def _epochs_on_disk(spec: SweepSpec, trials: list[TrialSpec]) -> dict[str, int]:
@@ -214,7 +230,9 @@ def _run(spec: SweepSpec, trials: list[TrialSpec], pending: list[TrialSpec], tra
          *, restore: bool = False, restart_errored: bool = False, show_progress: bool = True) -> None:
     from orchestrator.tune import run_tune  # imports ray
 
-    by_key = {t.trial_key: t for t in trials}
+    pending_keys = {t.trial_key for t in pending}
+    ended_now: set[str] = set()  # trials Tune ended in this run (a restored experiment reports older ones too)
+    started_at = time.time()
     pid_file = sweep_dir(spec) / DRIVER_PID_FILE
     stopping_marker(spec.storage.root, spec.name).unlink(missing_ok=True)
     atomic_write_text(pid_file, f"{os.getpid()} {socket.gethostname()}\n")
@@ -226,6 +244,7 @@ def _run(spec: SweepSpec, trials: list[TrialSpec], pending: list[TrialSpec], tra
     stopper = _Stopper(spec, pending)
 
     def on_complete(key: str) -> None:
+        ended_now.add(key)
         if spec.tune.scheduler == "asha" and not stopper.interrupted.is_set():
             background.start(_end_if_stopped, spec, key, tracker)
 
@@ -238,15 +257,23 @@ def _run(spec: SweepSpec, trials: list[TrialSpec], pending: list[TrialSpec], tra
         pid_file.unlink(missing_ok=True)
         _end_orphans(spec, pending, tracker)
     interrupted = stopper.interrupted.is_set()
+    result.halted = result.halted or interrupted
     runs = tracker.status_by_key()
     for outcome in outcomes:
-        trial = by_key.get(outcome.trial_key)
+        if outcome.trial_key not in pending_keys:
+            continue
+        td = TrialDir.for_trial(spec.storage.root, spec.name, outcome.trial_key)
         run = runs.get(outcome.trial_key)
-        done = trial is not None and TrialDir.for_trial(spec.storage.root, spec.name, trial.trial_key).is_done
         if not outcome.ok:
             result.failed[outcome.trial_key] = outcome.error or "failed"
-        elif done:
+        elif not interrupted and outcome.trial_key not in ended_now:
+            # a restored experiment's trial Tune had ended before (its state says TERMINATED): Tune did not run
+            # it now, whatever its folder says; `resume_sweep` runs what is still unsettled afresh
+            continue
+        elif td.is_done:
             result.finished.append(outcome.trial_key)
+        elif interrupted and not _submitted_since(td, started_at):
+            result.not_started.append(outcome.trial_key)
         elif spec.tune.scheduler == "asha" and not interrupted:
             # Tune ended it without an error before its last epoch: the scheduler stopped it.
             result.stopped.append(outcome.trial_key)
@@ -257,6 +284,19 @@ def _run(spec: SweepSpec, trials: list[TrialSpec], pending: list[TrialSpec], tra
             result.interrupted.append(outcome.trial_key)
             if run is not None and run.info.status == "RUNNING":
                 tracker.end(run.info.run_id, "KILLED")
+    if interrupted:  # Tune's results leave out the trials it never started
+        reported = {o.trial_key for o in outcomes}
+        result.not_started += [t.trial_key for t in pending if t.trial_key not in reported
+                               and not _submitted_since(TrialDir.for_trial(spec.storage.root, spec.name, t.trial_key),
+                                                        started_at)]
+
+
+def _submitted_since(td: TrialDir, since: float) -> bool:
+    """Whether a job of this trial was submitted at or after ``since`` (its ``job.json`` is written then)."""
+    try:
+        return td.job_path.stat().st_mtime >= since
+    except FileNotFoundError:
+        return False
 
 
 def _end_if_stopped(spec: SweepSpec, key: str, tracker: Tracker) -> None:
@@ -268,7 +308,7 @@ def _end_if_stopped(spec: SweepSpec, key: str, tracker: Tracker) -> None:
     td = TrialDir.for_trial(spec.storage.root, spec.name, key)
     if td.is_done:
         return
-    handle = _job_alive(spec, td)
+    handle = job_alive(spec, td)
     if handle is not None:
         logger.info("trial %s stopped by the scheduler: ending job %s", key, handle.job_id)
         handle.cancel()
@@ -284,7 +324,7 @@ def end_jobs(spec: SweepSpec, trials: list[TrialSpec] | None = None) -> int:
     """Cancel every still-running job recorded in the trials' ``job.json`` (all at once); returns how many."""
     handles = []
     for trial in expand(spec) if trials is None else trials:
-        handle = _job_alive(spec, TrialDir.for_trial(spec.storage.root, spec.name, trial.trial_key))
+        handle = job_alive(spec, TrialDir.for_trial(spec.storage.root, spec.name, trial.trial_key))
         if handle is not None:
             handles.append(handle)
     threads = [threading.Thread(target=h.cancel, name=f"cancel-{h.job_id}") for h in handles]
@@ -305,7 +345,7 @@ def _end_orphans(spec: SweepSpec, trials: list[TrialSpec], tracker: Tracker) -> 
     runs = None
     for trial in trials:
         td = TrialDir.for_trial(spec.storage.root, spec.name, trial.trial_key)
-        handle = _job_alive(spec, td)
+        handle = job_alive(spec, td)
         if handle is None:
             continue
         if td.is_done:  # finished; its processes are still exiting (slowly on busy nodes): give them time
@@ -336,12 +376,12 @@ def run_sweep(
     spec = prepare_sweep(sweep, profile, overrides, executor)
     source = None if isinstance(sweep, SweepSpec) else str(Path(sweep).resolve())
     trials = expand(spec)
+    _record(spec, source)  # first: a driver killed while MLflow starts up is then one `resume` continues
     tracker = Tracker(spec.tracking.uri, spec.experiment, spec.name)
-    settled, reused = _settled_or_reused(spec, trials, tracker, reuse)
-    pending = [t for t in trials if t.trial_key not in settled and t.trial_key not in reused]
-    result = SweepResult(spec, len(trials), skipped=[t.trial_key for t in trials if t.trial_key in settled],
-                         reused=reused, source_file=source)
-    _record(spec, source)
+    result = SweepResult(spec, len(trials), source_file=source)
+    settled = _settled_or_reused(spec, trials, tracker, result, reuse)
+    pending = [t for t in trials if t.trial_key not in settled and t.trial_key not in result.reused]
+    result.skipped = [t.trial_key for t in trials if t.trial_key in settled]
     if pending:
         _run(spec, trials, pending, tracker, result, show_progress=show_progress)
     return result
@@ -361,11 +401,9 @@ def resume_sweep(
     spec, source = load_recorded(name, root)
     trials = expand(spec)
     tracker = Tracker(spec.tracking.uri, spec.experiment, spec.name)
-    settled, reused = _settled_or_reused(spec, trials, tracker, reuse)
-    settled |= set(reused)
-    result = SweepResult(spec, len(trials), skipped=[t.trial_key for t in trials if t.trial_key in settled
-                                                     and t.trial_key not in reused],
-                         reused=reused, source_file=source)
+    result = SweepResult(spec, len(trials), source_file=source)
+    settled = _settled_or_reused(spec, trials, tracker, result, reuse) | set(result.reused)
+    result.skipped = [t.trial_key for t in trials if t.trial_key in settled and t.trial_key not in result.reused]
     if can_restore(spec):
         pending = [t for t in trials if t.trial_key not in settled]
         if pending:
@@ -373,10 +411,10 @@ def resume_sweep(
             result.restored = True
             _run(spec, trials, pending, tracker, result, restore=True, restart_errored=restart_errored,
                  show_progress=show_progress)
-        settled = _settled(spec, tracker)
+        settled = _settled(spec, tracker, trials, result)
     errored = set() if restart_errored else _failed_keys(tracker) | set(result.failed)
     rest = [t for t in trials if t.trial_key not in settled and t.trial_key not in errored]
-    if rest and not result.interrupted:  # a resume stopped while restoring stays stopped
+    if rest and not result.halted:  # a resume stopped while restoring stays stopped
         _run(spec, trials, rest, tracker, result, show_progress=show_progress)
     return result
 
@@ -385,85 +423,7 @@ def _failed_keys(tracker: Tracker) -> set[str]:
     return {k for k, r in tracker.status_by_key().items() if r.info.status == "FAILED"}
 
 
-# -- status and cancel ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class StatusRow:
-    trial_key: str
-    label: str
-    state: str  # done | running | failed | interrupted | pending
-    epoch: int
-    epochs: int
-    eta_seconds: float | None
-
-
-def _job_alive(spec: SweepSpec, td: TrialDir) -> Any:
-    """The handle of the trial's latest job (``job.json``) while it still runs, else None."""
-    job = td.read_job()
-    if job is None or job.get("executor") != spec.executor.kind:
-        return None
-    executor = get_executor(spec.executor, sweep_dir(spec) / "jobs")
-    attach = getattr(executor, "attach", None)
-    handle = attach(str(job["job_id"])) if attach is not None else None
-    return handle if handle is not None and not handle.done() else None
-
-
-def record_driver_job(spec: SweepSpec, executor: str, job_id: str, log_path: str) -> None:
-    """Record the job that runs the sweep's driver (``convsweep sweep --detach``)."""
-    data = {"executor": executor, "job_id": str(job_id), "log_path": log_path}
-    atomic_write_text(sweep_dir(spec) / DRIVER_JOB_FILE, json.dumps(data, sort_keys=True) + "\n")
-
-
-def driver_job(spec: SweepSpec) -> Any:
-    """The handle of the sweep's detached driver job while it still runs, else None."""
-    path = sweep_dir(spec) / DRIVER_JOB_FILE
-    if not path.exists():
-        return None
-    data = read_json_file(path, "delete it once the detached driver job has ended")
-    if not isinstance(data, dict) or data.get("executor") != spec.executor.kind:
-        return None
-    attach = getattr(get_executor(spec.executor, sweep_dir(spec) / "jobs"), "attach", None)
-    handle = attach(str(data["job_id"])) if attach is not None else None
-    return handle if handle is not None and not handle.done() else None
-
-
-def _driver_pid(spec: SweepSpec) -> int | None:
-    """The pid of the sweep's driver if it runs on this host (the pid file names the host it runs on)."""
-    path = sweep_dir(spec) / DRIVER_PID_FILE
-    try:
-        fields = path.read_text(encoding="utf-8").split()
-    except FileNotFoundError:
-        return None
-    if not fields or not fields[0].isdigit() or (len(fields) > 1 and fields[1] != socket.gethostname()):
-        return None
-    return int(fields[0])
-
-
-def status_rows(name: str | os.PathLike[str], root: str | os.PathLike[str] = "runs") -> list[StatusRow]:
-    """One row per trial, read from the trial directories (and the executor for live jobs)."""
-    spec, _ = load_recorded(name, root)
-    rows = []
-    for trial in expand(spec):
-        td = TrialDir.for_trial(spec.storage.root, spec.name, trial.trial_key)
-        records = td.read_metrics()
-        epoch = int(records[-1]["epoch"]) if records else 0
-        if td.is_done:
-            state = "done"
-        elif _job_alive(spec, td) is not None:
-            state = "running"
-        elif td.failure is not None:
-            state = "failed"
-        else:
-            state = "interrupted" if epoch else "pending"
-        seconds = [float(r["epoch_seconds"]) for r in records if isinstance(r.get("epoch_seconds"), (int, float))]
-        eta = (trial.recipe.epochs - epoch) * (sum(seconds) / len(seconds)) if seconds and state != "done" else None
-        label = f"{trial.model}/{trial.layer.method}/seed{trial.seed}"
-        link = Path(spec.storage.root) / spec.name / trial.trial_key  # TrialDir resolves links: not td.path
-        if link.is_symlink():  # orchestrator.reuse: the directory of the sweep that trained it
-            label += f" (reused from {Path(os.readlink(link)).parent.name})"
-        rows.append(StatusRow(trial.trial_key, label, state, epoch, trial.recipe.epochs, eta))
-    return rows
-
-
+# -- cancel ------------------------------------------------------------------------------------------------
 def cancel_sweep(name: str | os.PathLike[str], root: str | os.PathLike[str] = "runs", *, grace: float = 30.0) -> int:
     """Stop the sweep: its jobs are cancelled at once, its driver is stopped (SIGINT on this host; a detached
     driver's job is cancelled) and runs still RUNNING end KILLED. Returns how many trial jobs were ended."""
@@ -471,7 +431,7 @@ def cancel_sweep(name: str | os.PathLike[str], root: str | os.PathLike[str] = "r
     # first: no proxy submits anything more, and a cancelled job is not taken for a failure
     atomic_write_text(stopping_marker(spec.storage.root, spec.name), f"cancel {os.getpid()}\n")
     driver = driver_job(spec)  # a detached driver is ended as the job it is (recorded CANCELLED)
-    pid = _driver_pid(spec) if driver is None else None
+    pid = driver_pid(spec) if driver is None else None
     if pid is not None:
         try:
             os.kill(pid, signal.SIGINT)

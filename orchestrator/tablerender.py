@@ -137,7 +137,9 @@ def _footer(table: Table) -> str:
     total = len(table.cells)
     return (f"{table.runs_used} runs; {table.missing} of {total} cells missing"
             + (f"; {table.runs_skipped} runs skipped (other sweep, not FINISHED or lacking the layout params)"
-               if table.runs_skipped else ""))
+               if table.runs_skipped else "")
+            + (f"; {table.runs_inconsistent} FINISHED runs left out: their trial folders disagree (`convsweep status` "
+               "says why, `convsweep resume` runs them again)" if table.runs_inconsistent else ""))
 
 
 def _md(table: Table) -> str:

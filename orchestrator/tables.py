@@ -91,6 +91,8 @@ class Table:
     # (row, extra header) -> (column, value) for each column, where the columns' values differ (ResNet-18 has
     # 11.17 M params on CIFAR-10, 11.22 M on CIFAR-100: the classifier differs)
     extras_by_column: dict[tuple[Key, str], list[tuple[Key, float]]] = field(default_factory=dict)
+    # FINISHED runs left out because their trial folders do not bear the finish out (orchestrator.sweepstate)
+    runs_inconsistent: int = 0
 
     @property
     def missing(self) -> int:
@@ -366,9 +368,35 @@ def sweep_table(sweep: Any, *, sweep_dir: str | Path | None = None, tracking_uri
     uri = tracking_uri or sweep.tracking.uri
     params, metrics, fallback = needed_keys(sweep.table)
     runs = fetch_records(uri, sweep.experiment, sweep.name, params=params, metrics=metrics, fallback=fallback)
+    contradicted = _contradicted_runs(sweep, {r.run_id for r in runs})
+    runs = [r for r in runs if r.run_id not in contradicted]
     expected = expected_layout(sweep) or None  # None: the finished runs alone make the layout
-    return build_table(sweep.table, runs, sweep=sweep.name, expected=expected, reference_dir=sweep_dir,
-                       client=_LazyClient(uri))
+    table = build_table(sweep.table, runs, sweep=sweep.name, expected=expected, reference_dir=sweep_dir,
+                        client=_LazyClient(uri))
+    table.runs_inconsistent = len(contradicted)
+    return table
+
+
+def _contradicted_runs(sweep: Any, run_ids: set[str]) -> set[str]:
+    """Those of ``run_ids`` whose trial folder (on this machine) does not bear out a finished trial.
+
+    The cheap checks only (markers, summary, checkpoint sizes against their checksums: a stat or two per
+    trial, no hashing), so a table over thousands of runs stays quick; ``convsweep status`` checks the bytes.
+    """
+    from orchestrator.trialdir import TrialDir
+
+    folder = Path(sweep.storage.root) / sweep.name
+    if not run_ids or not folder.is_dir():
+        return set()
+    contradicted = set()
+    for trial in folder.iterdir():
+        try:
+            run_id = (trial / "mlflow_run_id").read_text(encoding="utf-8").strip()
+        except OSError:  # not a trial folder (jobs/, tune/, files)
+            continue
+        if run_id in run_ids and TrialDir(trial).contradiction(trains=sweep.evaluate is None, deep=False):
+            contradicted.add(run_id)
+    return contradicted
 
 
 def sweep_table_from_export(sweep: Any, runs: Iterable[Any], *, sweep_dir: str | Path | None = None) -> Table:

@@ -4,10 +4,13 @@
 directory (checkpoints, ``metrics.jsonl``, ``summary.json``, ``DONE``/``FAILED``); the driver turns those
 files into MLflow records (see ``orchestrator.trialdir``).
 
-Resume: a restarted trial loads ``checkpoints/last.pt`` (``prev.pt`` if the former is unreadable) on every
-rank and continues with the next epoch at the same scheduler position; epochs already checkpointed are not
-trained again. A ``plateau`` schedule observes each evaluation's val loss (all-reduced, so every rank cuts
-the lr alike) before the epoch's checkpoint, which therefore holds its patience count.
+Resume: a restarted trial loads ``checkpoints/last.pt`` (``prev.pt`` if the former is damaged: unreadable or
+disagreeing with its checksum; from scratch if both are) on every rank and continues with the next epoch at
+the same scheduler position; epochs already checkpointed are not trained again. Rank 0 first cuts
+``metrics.jsonl`` back to the epochs the loaded checkpoint holds (one record each), so the history never
+shows an epoch twice or an epoch whose weights were lost. A ``plateau`` schedule observes each evaluation's
+val loss (all-reduced, so every rank cuts the lr alike) before the epoch's checkpoint, which therefore holds
+its patience count.
 
 Best epoch: whenever an evaluation beats every earlier one on val_top1 (the first of equal ones stays best),
 rank 0 also writes that epoch's weights to ``checkpoints/best.pt``, after ``last.pt``, so evaluation trials
@@ -47,7 +50,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 import layers
 import pipelines
-from orchestrator.checkpoint import checkpoint_epoch, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from orchestrator.checkpoint import (checkpoint_epoch, load_checkpoint, move_checkpoint, rng_state, save_checkpoint,
+                                     set_rng_state)
 from orchestrator.config import TrialSpec
 from orchestrator.distributed import DistInfo, all_reduce_sum, barrier, broadcast_buffers
 from orchestrator.optim import build_optimizer
@@ -218,6 +222,12 @@ class Trainer:
         total, squares = all_reduce_sum([epoch, epoch * epoch], self.dist)
         if total * total != self.dist.world_size * squares:
             raise RuntimeError(f"ranks loaded checkpoints of different epochs (rank {self.dist.rank}: {epoch})")
+        if self.dist.is_main:
+            # epochs after the checkpoint are trained again: their old records (and a torn line) go first
+            dropped = self.trial_dir.keep_metrics_through(epoch)
+            if dropped:
+                log.warning("metrics.jsonl: dropped %d record(s) after epoch %d, the newest intact checkpoint; "
+                            "those epochs are trained again", dropped, epoch)
         if state is None:
             return
         saved_key = TrialSpec.model_validate(state["spec"]).trial_key
@@ -246,7 +256,7 @@ class Trainer:
             return
         if checkpoint_epoch(td.prev_best_checkpoint) == self.best_epoch:
             # best.pt is of an epoch after the one resumed (last.pt was unreadable): it will be trained again
-            os.replace(td.prev_best_checkpoint, td.best_checkpoint)
+            move_checkpoint(td.prev_best_checkpoint, td.best_checkpoint)
         elif self.best_epoch == epoch:
             # the crash came between last.pt and best.pt: the weights just loaded are the best ones
             save_checkpoint(self._best_state(epoch, record), td.best_checkpoint, td.prev_best_checkpoint)

@@ -10,7 +10,7 @@ Layout (``<storage root>/<sweep>/<trial_key>/``)::
 
     spec.json           resolved TrialSpec (driver, before submit)
     mlflow_run_id       the trial's MLflow run (driver, before submit)
-    checkpoints/last.pt checkpoints/prev.pt  (rank 0, atomic)
+    checkpoints/last.pt checkpoints/prev.pt  (rank 0, atomic; each with a ``.sha256`` checksum beside it)
     checkpoints/best.pt checkpoints/best_prev.pt  the best epoch's weights by val_top1 (rank 0, atomic)
     metrics.jsonl       one object per finished epoch (rank 0)
     summary.json        final figures (rank 0)
@@ -177,6 +177,30 @@ class TrialDir:
             by_epoch[int(record["epoch"])] = record
         return [by_epoch[e] for e in sorted(by_epoch)]
 
+    def keep_metrics_through(self, epoch: int) -> int:
+        """Keep one record (the last) of each epoch up to ``epoch``, in order; returns how many lines went.
+
+        The writer's side of a resume: the file is replaced atomically, so a reader sees the old or the new
+        history. Lines that are no epoch record (torn by a crash, edited) go too: the writer cannot vouch for
+        them, and the epochs they held are trained again.
+        """
+        if not self.metrics_path.exists():
+            return 0
+        lines = self.metrics_path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+        kept: dict[int, str] = {}
+        for line in lines:
+            try:
+                record = json.loads(line) if line.endswith("\n") else None
+            except ValueError:
+                record = None
+            if isinstance(record, dict) and isinstance(record.get("epoch"), (int, float)) and record["epoch"] <= epoch:
+                kept.pop(int(record["epoch"]), None)  # the last record of an epoch wins, in its own place
+                kept[int(record["epoch"])] = line
+        if len(kept) == len(lines) and list(kept) == sorted(kept):
+            return 0
+        atomic_write_text(self.metrics_path, "".join(kept[e] for e in sorted(kept)))
+        return len(lines) - len(kept)
+
     def iter_metrics(self) -> Iterator[dict[str, Any]]:
         if not self.metrics_path.exists():
             return
@@ -222,6 +246,34 @@ class TrialDir:
     @property
     def is_done(self) -> bool:
         return self.done_marker.exists()
+
+    def contradiction(self, *, trains: bool = True, deep: bool = True) -> str | None:
+        """Why this folder does not bear out a finished trial (every reason, "; "-joined), or None when it does.
+
+        A finished trial has its DONE marker, a readable summary and, if it trains (an evaluation trial keeps
+        no checkpoints) and still has checkpoints, an intact newest one (``orchestrator.checksum.damage``;
+        ``deep=False``: sizes only). ``status`` reports a trial MLflow calls FINISHED that fails this;
+        ``resume`` runs it again.
+        """
+        from orchestrator.checksum import damage
+
+        reasons = []
+        if not self.is_done:
+            reasons.append("no DONE marker")
+        if not self.summary_path.exists():
+            reasons.append("no summary.json")
+        else:
+            try:
+                self.read_summary()
+            except ValueError:
+                reasons.append("summary.json is not a readable summary")
+        # the newest checkpoint there is: prev.pt alone is what a crash between the two renames leaves, and
+        # none at all is a finished trial whose checkpoints were cleaned up to save space -- its result stands
+        newest = next((p for p in (self.last_checkpoint, self.prev_checkpoint) if p.exists()), None)
+        why = damage(newest, deep=deep) if trains and newest is not None else None
+        if why is not None:
+            reasons.append(f"checkpoints/{newest.name} {why}")
+        return "; ".join(reasons) or None
 
     @property
     def failure(self) -> str | None:

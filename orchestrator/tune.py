@@ -60,6 +60,27 @@ _RAY_ENV = {
 }
 
 
+class _DropRayAdvice(logging.Filter):
+    """Ray's own way on after an interruption (``Tuner.restore(path=..., trainable=...)``, "Trials did not
+    complete: [...]"; ``ray/tune/tune.py``) is not the user's: the driver prints ``convsweep resume`` and counts
+    the trials itself (``orchestrator.cli``)."""
+
+    _ADVICE = ("Resume experiment with:", "Resume training with:", "Trials did not complete")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(text in message for text in self._ADVICE)
+
+
+_RAY_TUNE_LOGGER = "ray.tune.tune"  # where tune.run logs them (Ray 2.x), whatever logging Ray configures
+
+
+def _quiet_ray_advice() -> None:
+    logger_ = logging.getLogger(_RAY_TUNE_LOGGER)
+    if not any(isinstance(f, _DropRayAdvice) for f in logger_.filters):
+        logger_.addFilter(_DropRayAdvice())
+
+
 class ProgressSink(Protocol):
     def epoch(self, key: str, epoch: int, record: dict[str, Any]) -> None: ...
     def trial_end(self, key: str, ok: bool) -> None: ...
@@ -215,6 +236,7 @@ def run_tune(
     ``on_complete(trial_key)`` is called in this process whenever Tune ends a trial without an error.
     """
     global _SINK, _ON_COMPLETE
+    _quiet_ray_advice()
     started = init_ray()
     _SINK, _ON_COMPLETE = progress, on_complete
     try:

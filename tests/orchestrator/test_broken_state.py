@@ -167,3 +167,186 @@ def test_validate_checks_every_profile(tmp_path: Path, monkeypatch: pytest.Monke
     path = _sweep_file(tmp_path, profiles={"fine": {"seeds": [3, 4]}})
     assert main(["validate", str(path)]) == 0
     assert "ok (broken: 2 trials)" in capsys.readouterr().out
+
+
+# -- a recorded finish the trial folder does not bear out -------------------------------------------------------
+def _finish_in_mlflow(spec: object, tds: list[TrialDir]) -> "Tracker":
+    """Each trial as a finished job and its driver leave it: checkpoints, summary, DONE, a FINISHED run."""
+    import torch
+
+    from orchestrator.checkpoint import save_checkpoint
+    from orchestrator.tracking import Tracker
+
+    tracker = Tracker(spec.tracking.uri, spec.experiment, spec.name)
+    for trial, td in zip(expand(spec), tds):
+        for epoch in (1, 2):
+            save_checkpoint({"epoch": epoch, "model": {"w": torch.full((256,), float(epoch))}},
+                            td.last_checkpoint, td.prev_checkpoint)
+        td.write_summary({"best_val_top1": 50.0, "epochs": 2})
+        td.mark_done()
+        run_id = tracker.ensure_run(trial, td, executor="local", git="g")
+        tracker.log_summary(run_id, td.read_summary())
+        tracker.end(run_id, "FINISHED")
+    return tracker
+
+
+def _status_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    assert main(["status", "broken"]) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+def test_finished_in_mlflow_but_not_on_disk_is_inconsistent_and_run_again(
+        recorded: list[TrialDir], capsys: pytest.CaptureFixture[str]) -> None:
+    from orchestrator.sweep import SweepResult, _settled, load_recorded
+
+    spec, _ = load_recorded("broken", "runs")
+    tracker = _finish_in_mlflow(spec, recorded)
+    whole, cut = recorded
+    assert "2 done, 0 running, 0 failed, 0 interrupted, 0 pending" in _status_lines(capsys)
+    assert _settled(spec, tracker, expand(spec), SweepResult(spec, 2)) == {whole.path.name, cut.path.name}
+    size = cut.last_checkpoint.stat().st_size
+    cut.last_checkpoint.write_bytes(cut.last_checkpoint.read_bytes()[:1000])
+    cut.done_marker.unlink()
+    data = bytearray(whole.last_checkpoint.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # a flipped bit: same size, still loads
+    whole.last_checkpoint.write_bytes(bytes(data))
+
+    lines = _status_lines(capsys)
+    assert f"  inconsistent {cut.path.name}: MLflow says FINISHED but no DONE marker; checkpoints/last.pt is 1000 " \
+           f"bytes where its checksum says {size}" in lines
+    assert f"  inconsistent {whole.path.name}: MLflow says FINISHED but checkpoints/last.pt disagrees with its " \
+           "checksum" in lines
+    assert lines[-1] == ("0 done, 0 running, 0 failed, 2 inconsistent, 0 interrupted, 0 pending "
+                         "(`convsweep resume broken` runs the inconsistent ones again)")
+
+    # the table leaves out what a stat can see is wrong (the cut file; the flipped bit needs the bytes hashed)
+    from orchestrator.tables import Table, _contradicted_runs
+
+    assert _contradicted_runs(spec, {td.read_run_id() for td in recorded}) == {cut.read_run_id()}
+    assert "runs_inconsistent" in Table.__dataclass_fields__
+
+    # what `sweep` and `resume` run: neither trial is settled, and their DONE markers go so that their jobs train
+    result = SweepResult(spec, 2)
+    assert _settled(spec, tracker, expand(spec), result) == set()
+    assert set(result.rerun) == {whole.path.name, cut.path.name} and not whole.is_done
+
+
+def test_table_footer_counts_the_runs_left_out(recorded: list[TrialDir], capsys: pytest.CaptureFixture[str]) -> None:
+    table = {"rows": ["layer.method"], "metrics": [{"name": "val_top1", "reduce": "best"}]}
+    path = _sweep_file(Path.cwd(), table=table)
+    spec = prepare_sweep(path)
+    _finish_in_mlflow(spec, recorded)
+    recorded[0].summary_path.unlink()
+    assert main(["table", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "1 runs; 1 of 2 cells missing; 1 FINISHED runs left out: their trial folders disagree" in out, out
+
+
+def test_interrupted_summary_counts_the_trials_never_started(recorded: list[TrialDir],
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from orchestrator.cli import _print_result
+    from orchestrator.sweep import SweepResult, load_recorded
+
+    spec, _ = load_recorded("broken", "runs")
+    first, second = (td.path.name for td in recorded)
+    result = SweepResult(spec, 3, interrupted=[first], not_started=[second, "c"], halted=True)
+    assert _print_result(result) == 130
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line == (f"sweep broken: 3 trials; 0 already finished, 1 run now: 0 finished, 0 stopped early, 0 failed, "
+                    f"1 interrupted, 2 not started (convsweep resume broken --root {spec.storage.root} continues them)")
+    assert _print_result(SweepResult(spec, 3, not_started=[first, second, "c"], halted=True)) == 130
+    assert "0 run now" in (out := capsys.readouterr().out) and ", 3 not started (convsweep resume" in out
+
+
+def test_rays_restore_advice_does_not_reach_the_user(caplog: pytest.LogCaptureFixture) -> None:
+    import ray.tune.tune as ray_tune_module
+
+    from orchestrator.tune import _RAY_TUNE_LOGGER, _quiet_ray_advice
+
+    assert ray_tune_module.logger.name == _RAY_TUNE_LOGGER  # where the installed Ray logs its advice
+    _quiet_ray_advice()
+    logger = ray_tune_module.logger
+    logger.addHandler(caplog.handler)  # Ray's loggers do not propagate to the root logger caplog listens on
+    try:
+        logger.warning("Experiment has been interrupted, but the most recent state was saved.\n"
+                       'Resume experiment with: Tuner.restore(path="/x/tune", trainable=...)')
+        logger.error("Trials did not complete: %s", ["abc"])
+        logger.warning("something else Ray says")
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert {r.getMessage() for r in caplog.records} == {"something else Ray says"}  # (root may see it too)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_resume_converges_on_damaged_checkpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """The issue's scenario on 2 one-process trials: one trial's newest checkpoint truncated, the other's every
+    checkpoint; both DONE markers gone; the first run KILLED (a killed driver), the second left FINISHED.
+    `resume` trains both -- from prev.pt and from scratch -- and a second `resume` has nothing left. (That an
+    intact trial is settled: test_finished_in_mlflow_but_not_on_disk_is_inconsistent_and_run_again.)"""
+    import ray
+    from mlflow.tracking import MlflowClient
+
+    from orchestrator.sweep import run_sweep
+    from orchestrator.tune import init_ray
+
+    monkeypatch.chdir(tmp_path)
+    dataset = {"name": "digits", "backend": "pytorch", "num_workers": 0}
+    path = _sweep_file(tmp_path, base={"model": "resnet20", "dataset": dataset,
+                                       "recipe": {"epochs": 2, "batch_size": 16, "max_steps_per_epoch": 1}},
+                       resources={"processes_per_node": 1}, tune={"max_concurrent_trials": 2})
+    started = init_ray()  # one Ray for the three drivers
+    try:
+        first = run_sweep(path, show_progress=False)
+        assert len(first.finished) == 2, first
+        spec = first.sweep
+        killed, finished = (TrialDir.for_trial(spec.storage.root, spec.name, t.trial_key) for t in expand(spec))
+        before = {td.path.name: td.read_metrics() for td in (killed, finished)}
+        cut = killed.last_checkpoint.read_bytes()
+        killed.last_checkpoint.write_bytes(cut[: len(cut) // 2])
+        for checkpoint in finished.checkpoint_dir.glob("*.pt"):
+            checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+        for td in (killed, finished):
+            td.done_marker.unlink()
+        client = MlflowClient(spec.tracking.uri)
+        client.set_terminated(killed.read_run_id(), "KILLED")
+
+        states = {line.split()[1]: line.split()[5] for line in _status_lines(capsys) if line.startswith("│")}
+        assert (states[killed.path.name], states[finished.path.name]) == ("interrupted", "inconsistent")
+
+        assert main(["resume", "broken", "--no-progress"]) == 0
+        out = capsys.readouterr().out
+        assert "2 trials; 0 already finished, 2 run now: 2 finished, 0 stopped early, 0 failed\n" in out, out
+        assert f"run again {finished.path.name}: MLflow says FINISHED but no DONE marker" in out
+        assert "Tuner.restore" not in out
+        for td in (killed, finished):
+            assert td.is_done and [r["epoch"] for r in td.iter_metrics()] == [1, 2]  # each epoch once
+            assert [r["val_top1"] for r in td.read_metrics()] == [r["val_top1"] for r in before[td.path.name]]
+        assert "resuming at epoch 2 of 2" in killed.log_path.read_text()
+        assert "dropped 2 record(s) after epoch 0" in finished.log_path.read_text()  # from scratch
+
+        assert main(["resume", "broken", "--no-progress"]) == 0
+        assert "2 trials; 2 already finished, 0 run now" in capsys.readouterr().out
+        assert {client.get_run(td.read_run_id()).info.status for td in (killed, finished)} == {"FINISHED"}
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def test_which_folders_bear_out_a_finish(tmp_path: Path) -> None:
+    from orchestrator.checkpoint import save_checkpoint
+
+    td = TrialDir(tmp_path / "t")
+    td.create()
+    assert td.contradiction() == "no DONE marker; no summary.json"
+    td.summary_path.write_text("{\"best")
+    td.mark_done()
+    assert td.contradiction() == "summary.json is not a readable summary"
+    td.write_summary({"epochs": 2})
+    assert td.contradiction() is None  # checkpoints cleaned up after the sweep: the result stands
+    save_checkpoint({"epoch": 1}, td.last_checkpoint, td.prev_checkpoint)
+    save_checkpoint({"epoch": 2}, td.last_checkpoint, td.prev_checkpoint)
+    td.last_checkpoint.rename(td.prev_checkpoint)  # the instant between save_checkpoint's two renames
+    assert td.contradiction() == "checkpoints/prev.pt disagrees with its checksum"
+    assert td.contradiction(deep=False) is None and td.contradiction(trains=False) is None

@@ -95,6 +95,7 @@ def _record_fake_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tu
     done, failed, midway = dirs
     for epoch in (1, 2, 3, 4):
         done.append_metrics({"epoch": epoch, "epoch_seconds": 2.0})
+    done.write_summary({"best_val_top1": 50.0, "epochs": 4})  # a trainer writes it before DONE
     done.mark_done()
     failed.append_metrics({"epoch": 1, "epoch_seconds": 2.0})
     failed.mark_failed("Traceback (most recent call last):\nRuntimeError: boom")
@@ -139,6 +140,8 @@ def test_table_of_a_sweep_file_and_of_a_recorded_sweep(
         td.create()
         run_id = tracker.ensure_run(trial, td, executor="local", git="g")
         tracker.log_epochs(run_id, [{"epoch": 1, "val_top1": 10.0 * (i + 1)}, {"epoch": 2, "val_top1": 5.0}])
+        td.write_summary({"epochs": 2})  # as the job leaves a finished trial (the table checks the folder)
+        td.mark_done()
         tracker.end(run_id, "FINISHED")
     assert main(["table", str(path)]) == 0
     out = capsys.readouterr().out

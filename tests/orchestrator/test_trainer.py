@@ -193,10 +193,36 @@ def test_torn_last_checkpoint_falls_back_to_prev(
     trial.last_checkpoint.write_bytes(data[: len(data) // 3])  # a write cut short by a node failure
     monkeypatch.delenv(FAULT_ENV)
     train(tiny_spec(), CPU, trial)
-    # epoch 2 ran again from prev.pt (epoch 1); the metrics file then holds it twice, the later line wins
-    assert [r["epoch"] for r in trial.iter_metrics()] == [1, 2, 2, 3]
-    assert [r["epoch"] for r in trial.read_metrics()] == [1, 2, 3]
+    # epoch 2 ran again from prev.pt (epoch 1): its old record was dropped first, so each epoch is there once
+    assert [r["epoch"] for r in trial.iter_metrics()] == [1, 2, 3]
     assert_same_weights(last_state(trial)["model"], last_state(uninterrupted)["model"])
+    assert trial.read_metrics() == uninterrupted_metrics(uninterrupted, trial)
+
+
+def uninterrupted_metrics(reference: TrialDir, trial: TrialDir) -> list[dict]:
+    """The reference's records with this trial's timings: what a resume must leave in metrics.jsonl."""
+    timed = {"epoch_seconds", "images_per_second"}
+    return [{**r, **{k: mine[k] for k in timed}} for r, mine in zip(reference.read_metrics(), trial.read_metrics())]
+
+
+def test_no_intact_checkpoint_restarts_from_scratch_with_a_clean_history(
+    tmp_path: Path, uninterrupted: TrialDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trial = new_trial(tmp_path, "all-torn", tiny_spec())
+    monkeypatch.setenv(FAULT_ENV, "crash:epoch=2")
+    with pytest.raises(InjectedFault):
+        train(tiny_spec(), CPU, trial)
+    for path in (trial.last_checkpoint, trial.prev_checkpoint):
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF  # still loads: only the checksum says the weights are not the saved ones
+        path.write_bytes(bytes(data))
+    with open(trial.metrics_path, "a", encoding="utf-8") as f:
+        f.write('{"epoch": 3, "val_')  # and a line torn by the crash
+    monkeypatch.delenv(FAULT_ENV)
+    train(tiny_spec(), CPU, trial)
+    assert [r["epoch"] for r in trial.iter_metrics()] == [1, 2, 3]  # epochs 1-2 trained again, written once
+    assert_same_weights(last_state(trial)["model"], last_state(uninterrupted)["model"])
+    assert trial.read_metrics() == uninterrupted_metrics(uninterrupted, trial)
 
 
 def test_aconv_sigmas_stay_clipped_after_steps(tmp_path: Path) -> None:
