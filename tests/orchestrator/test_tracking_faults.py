@@ -112,6 +112,60 @@ def test_replayed_summary_is_not_logged_twice(tmp_path: Path) -> None:
         assert [m.step for m in client.get_metric_history(run_id, key)] == [2], key
 
 
+def test_status_counts_done_trials_whose_records_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A proxy that gave up on the store leaves a DONE trial with a RUNNING run: status says resume delivers it."""
+    from orchestrator.tracking import Tracker
+
+    monkeypatch.chdir(tmp_path)
+    spec = prepare_sweep(_sweep_file(tmp_path, "trk-wait", "sqlite:///mlruns.db"))
+    _record(spec, None)
+    tracker = Tracker(spec.tracking.uri, spec.experiment, spec.name)
+    for i, trial in enumerate(expand(spec)):
+        td = TrialDir.for_trial(spec.storage.root, spec.name, trial.trial_key)
+        td.create()
+        td.write_spec(trial.model_dump(mode="json"))
+        run_id = tracker.ensure_run(trial, td, executor="local", git="g")
+        td.append_metrics({"epoch": 1, "epoch_seconds": 1.0})
+        td.append_metrics({"epoch": 2, "epoch_seconds": 1.0})
+        td.mark_done()
+        if i == 0:
+            tracker.end(run_id, "FINISHED")
+    assert main(["status", "trk-wait", "--root", spec.storage.root]) == 0
+    out = capsys.readouterr().out
+    assert "1 done trial not FINISHED in MLflow yet" in out and "convsweep resume trk-wait" in out, out
+
+
+def test_outbox_keeps_calls_through_an_outage_and_gives_up_after_the_grace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real MLflow client calls against a port nobody listens on, then against a store that answers."""
+    from mlflow.tracking import MlflowClient
+
+    from orchestrator.outbox import TrackingOutbox
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    dead = f"http://127.0.0.1:{_free_port()}"
+    notes: list[str] = []
+    outbox = TrackingOutbox("k", dead, note=notes.append)
+    target = {"client": MlflowClient(dead)}
+    calls: list[str] = []
+
+    def search() -> None:
+        target["client"].search_experiments()
+        calls.append("search")
+
+    assert not outbox.call("search", search) and outbox.pending  # kept, not raised
+    assert not outbox.deliver(grace=0)
+    assert len(notes) == 1 and f"MLflow at {dead} is unreachable" in notes[0]
+    target["client"] = MlflowClient(f"sqlite:///{tmp_path / 'mlruns.db'}")  # the store is back
+    assert outbox.flush(force=True) and not outbox.pending and calls == ["search"]
+    assert len(notes) == 2 and "answers again" in notes[1]
+    with pytest.raises(ValueError):  # a wrong request is not an outage: raised at once
+        outbox.call("bad", lambda: float("x"))
+
+
 # -- real sweeps -------------------------------------------------------------------------------------------
 def _cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen(
