@@ -279,7 +279,7 @@ def _open_run(spec: TrialSpec, ctx: TrialContext, td: TrialDir, outbox: Tracking
 
     def open_run() -> None:
         # few attempts per call: the outbox tries again itself, and logs the outage once
-        tracker = Tracker(ctx.tracking_uri, ctx.experiment, spec.sweep, connect_attempts=2)
+        tracker = Tracker(ctx.tracking_uri, ctx.experiment, spec.sweep, connect_attempts=1)
         opened.append((tracker, tracker.ensure_run(spec, td, executor=executor, git=ctx.git, kind=kind)))
 
     grace = grace_seconds(ctx.env)
