@@ -24,8 +24,8 @@ from orchestrator.metricnames import EPOCH_METRICS
 from orchestrator.sweepfile import ConfigError, Problem
 
 __all__ = [
-    "evaluation_source_problems", "ignored_knob_problems", "layer_problems", "name_problems", "root_problems", "table_problems",
-    "tracking_problems", "tune_problems", "validate_every_profile",
+    "evaluation_source_problems", "ignored_knob_problems", "layer_problems", "name_problems", "root_problems",
+    "table_problems", "tracking_problems", "tracking_reachability_problems", "tune_problems", "validate_every_profile",
 ]
 
 Pairs = list[tuple[TrialSpec, dict[str, str]]]
@@ -281,7 +281,27 @@ def tracking_problems(spec: SweepSpec, *, external: bool) -> list[Problem]:
         if folder is not None and not folder.is_dir():
             return [Problem("tracking.uri", f"the folder that would hold the store does not exist: {folder}", uri,
                             "a store in an existing folder (create it first)")]
+        from orchestrator.trackingstore import unreachable_reason
+
+        reason = unreachable_reason(uri)  # a folder nobody may write to, a file that is not a database
+        if reason is not None:
+            return [Problem("tracking.uri", f"the store cannot be opened: {reason}", uri,
+                            "a SQLite file (or a folder for it) this user can write")]
     return []
+
+
+def tracking_reachability_problems(spec: SweepSpec, timeout: float | None = None) -> list[Problem]:
+    """An MLflow server that does not answer within a few seconds (``validate --offline`` skips this)."""
+    from orchestrator.trackingstore import PROBE_SECONDS, unreachable_reason
+
+    uri = spec.tracking.uri
+    if urlparse(uri).scheme.lower() not in ("http", "https"):
+        return []  # local stores are checked with the schema (tracking_problems)
+    reason = unreachable_reason(uri, PROBE_SECONDS if timeout is None else timeout)
+    if reason is None:
+        return []
+    return [Problem("tracking.uri", f"the MLflow server does not answer ({reason})", uri,
+                    "a running server (mlflow server ...); `convsweep validate --offline` skips this check")]
 
 
 def evaluation_source_problems(spec: SweepSpec) -> list[Problem]:

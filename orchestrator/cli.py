@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("validate", help="check a sweep file")
     sp.add_argument("file")
     with_profile(sp)
+    sp.add_argument("--offline", action="store_true", help="do not check that the MLflow server answers")
     sp = sub.add_parser("plan", help="print the expanded trials and a GPU-hour estimate")
     sp.add_argument("file")
     with_profile(sp)
@@ -154,6 +155,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         spec = validate_every_profile(args.file, args.overrides)
     else:
         spec = load_sweep(args.file, args.profile, args.overrides)
+    if not args.offline:
+        from orchestrator.checks import tracking_reachability_problems
+        from orchestrator.sweepfile import ConfigError
+
+        problems = tracking_reachability_problems(spec)
+        if problems:
+            raise ConfigError(problems, args.file)
     n = len(expand(spec))
     _out.print(f"{args.file}: ok ({spec.name}: {n} trial{'s' * (n != 1)})", highlight=False)
     return 0
@@ -293,6 +301,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from orchestrator.sweep import driver_job, load_recorded, status_rows
 
     rows = status_rows(args.sweep, args.root)
+    spec = load_recorded(args.sweep, args.root)[0]
+    undelivered = _undelivered(spec, [r.trial_key for r in rows if r.state == "done"])
     table = Table(title=f"{args.sweep}")
     for col in ("trial_key", "trial", "state", "epoch", "eta"):
         table.add_column(col)
@@ -310,11 +320,33 @@ def _cmd_status(args: argparse.Namespace) -> int:
                + (f" (`convsweep resume {args.sweep}{root}` runs the inconsistent ones again)"
                   * bool(counts["inconsistent"])),
                highlight=False)
-    driver = driver_job(load_recorded(args.sweep, args.root)[0])  # a detached driver (sweep --detach)
+    if undelivered:
+        _out.print(f"{len(undelivered)} done trial{'s' * (len(undelivered) != 1)} not FINISHED in MLflow yet "
+                   f"(its records wait in the trial directory): `convsweep resume {spec.name} --root "
+                   f"{spec.storage.root}` delivers them once no driver runs", highlight=False, markup=False)
+    driver = driver_job(spec)  # a detached driver (sweep --detach)
     if driver is not None:
         _out.print(f"driver: job {driver.job_id} {driver.state().value.lower()}; log: {driver.log_path}",
                    highlight=False)
     return 0
+
+
+def _undelivered(spec: object, done_keys: list[str]) -> list[str]:
+    """Trials DONE on disk whose MLflow run is not FINISHED: a driver gave up on an unreachable store."""
+    from orchestrator.tracking import Tracker
+    from orchestrator.trackingstore import require_store
+
+    require_store(spec.tracking.uri, spec.name, "start it again (or fix it); `convsweep status` reads it")
+    runs = Tracker(spec.tracking.uri, spec.experiment, spec.name).status_by_key()
+    return [k for k in done_keys if k not in runs or runs[k].info.status != "FINISHED"]
+
+
+def _require_store_of(spec: object, name: str, uri: str | None) -> None:
+    from orchestrator.trackingstore import require_store
+
+    uri = uri or spec.tracking.uri
+    require_store(uri, name, "start it (or fix it), or read another store with --tracking-uri; `convsweep table "
+                  "--runs FILE` reads an export without MLflow")
 
 
 def _cmd_table(args: argparse.Namespace) -> int:
@@ -322,6 +354,8 @@ def _cmd_table(args: argparse.Namespace) -> int:
         raise ValueError(f"--runs: reads the runs from {args.runs}, so --tracking-uri does not apply (got both; "
                          f"allowed: one of them)")
     spec, source = _load_any(args.sweep, args.root, args.profile, args.overrides)
+    if args.runs is None:
+        _require_store_of(spec, args.sweep, args.tracking_uri)
     _out.print(_table_text(spec, source, args.format, args.tracking_uri, args.runs), highlight=False, markup=False)
     return 0
 
@@ -330,6 +364,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from orchestrator.export import export_sweep
 
     spec, _ = _load_any(args.sweep, args.root, args.profile, args.overrides)
+    _require_store_of(spec, args.sweep, args.tracking_uri)
     path, n = export_sweep(spec, args.out or f"{spec.name}-runs.jsonl", tracking_uri=args.tracking_uri)
     _out.print(f"sweep {spec.name}: {n} run{'s' * (n != 1)} written to {path}", highlight=False, markup=False)
     return 0
@@ -458,12 +493,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err.print("interrupted: `convsweep resume` continues the sweep", highlight=False)
         return 130
     except Exception as exc:  # noqa: BLE001 - the last resort: one line and the traceback kept in a file
-        log_path = _write_traceback(args.command)
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        _err.print(f"convsweep: {_subject(args)}: unexpected {type(exc).__name__} in `convsweep {args.command}`"
-                   + (f": {first}" if first else "") + f"; please report it with the traceback in {log_path}",
-                   highlight=False, markup=False)
-        return 3
+        from orchestrator.trackingstore import is_unreachable_error
+
+        if not is_unreachable_error(exc):
+            return _unexpected(args, exc)
+        _err.print(_unreachable_line(args, exc), highlight=False, markup=False)  # it went away after the probe
+        return 2
+
+
+def _unreachable_line(args: argparse.Namespace, exc: BaseException) -> str:
+    import re
+
+    from orchestrator.trackingstore import advice
+
+    url = re.search(r"API request to (\S+?)/api/", str(exc))
+    uri = url.group(1) if url else "the tracking URI"
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    reason = "connection refused" if "refused" in str(exc).lower() else (lines[-1][:120] if lines else "no answer")
+    return f"convsweep: {_subject(args)}: MLflow at {uri} is unreachable ({reason}); {advice(uri)}"
+
+
+def _unexpected(args: argparse.Namespace, exc: BaseException) -> int:
+    log_path = _write_traceback(args.command)
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    _err.print(f"convsweep: {_subject(args)}: unexpected {type(exc).__name__} in `convsweep {args.command}`"
+               + (f": {first}" if first else "") + f"; please report it with the traceback in {log_path}",
+               highlight=False, markup=False)
+    return 3
 
 
 def _write_traceback(command: str) -> str:

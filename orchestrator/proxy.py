@@ -16,6 +16,10 @@ the trial directory. The proxy
    ``TrialFailed`` raised so Tune can retry); when it is interrupted (Tune stopped the trial, the process
    exits) the job is cancelled and the run ends KILLED.
 
+MLflow going away does not stop any of this: every tracking call goes through ``orchestrator.outbox``,
+which keeps what the store did not take and tries it again on a later poll; a DONE trial waits for its
+records to be in (up to a bound), then ends for Tune anyway and leaves them to ``convsweep resume``.
+
 A sweep being stopped (``convsweep cancel``, or SIGINT/SIGTERM to the driver) is announced by the file
 ``<storage root>/<sweep>/STOPPING`` (``stopping_marker``), written before any job is cancelled: a proxy then
 submits nothing more, and a job that ends cancelled ends its run KILLED, not FAILED (no retry).
@@ -39,6 +43,7 @@ from orchestrator.executors import JobHandle, JobState, get_executor, requeues_o
 # orchestrator.job is light (torch is imported when a job runs). The job's class must live in a module the
 # job process can import cheaply: it is unpickled there, importing its module, and this one imports MLflow.
 from orchestrator.job import TrialJob
+from orchestrator.outbox import TrackingOutbox, grace_seconds, is_outage
 from orchestrator.tracking import Tracker
 from orchestrator.trialdir import TrialDir
 
@@ -93,7 +98,12 @@ def _abandon(key: str) -> None:
         return
     logger.info("trial %s interrupted: cancelling job %s", key, handle.job_id)
     handle.cancel()
-    tracker.end(run_id, "KILLED")
+    try:
+        tracker.end(run_id, "KILLED")
+    except Exception as exc:  # noqa: BLE001 - the store is away: the run stays RUNNING, resume takes it up
+        if not is_outage(exc):
+            raise
+        logger.warning("trial %s: run %s not marked KILLED (MLflow unreachable)", key, run_id)
 
 
 # Jobs whose trial is DONE but whose processes are still exiting (interpreter teardown takes seconds): the
@@ -159,6 +169,12 @@ def _error_text(td: TrialDir, handle: JobHandle, state: JobState) -> str:
     return text
 
 
+def _note(td: TrialDir, line: str) -> None:
+    """One line of the driver's into the trial's log (``convsweep logs``), stamped."""
+    with open(td.log_path, "a", encoding="utf-8") as f:
+        f.write(f"[convsweep driver {time.strftime('%H:%M:%S')}] {line}\n")
+
+
 def _append_log(td: TrialDir, text: str) -> None:
     with open(td.log_path, "a", encoding="utf-8") as f:
         f.write(f"\n[convsweep driver] trial failed:\n{text.rstrip()}\n")
@@ -174,16 +190,15 @@ def run_trial(
     td = TrialDir.for_trial(ctx.storage_root, spec.sweep, spec.trial_key)
     td.create()
     td.write_spec(spec.model_dump(mode="json"))
-    tracker = Tracker(ctx.tracking_uri, ctx.experiment, spec.sweep)
     settings = ExecutorSpec.model_validate(ctx.executor)
-    kind = "evaluate" if spec.evaluate_source else "train"
-    run_id = tracker.ensure_run(spec, td, executor=settings.kind, git=ctx.git, kind=kind)
+    outbox = TrackingOutbox(spec.trial_key, ctx.tracking_uri, note=lambda line: _note(td, line))
+    tracker, run_id = _open_run(spec, ctx, td, outbox, settings.kind)
     executor = get_executor(settings, ctx.executor_folder)
     _end_stale_job(executor, td)
 
     def pump(reported: int) -> int:
         records = td.read_metrics()
-        tracker.log_epochs(run_id, records)
+        outbox.call("epochs", lambda: tracker.log_epochs(run_id, records))
         for record in records:
             if int(record["epoch"]) > reported:
                 report(record)
@@ -192,10 +207,10 @@ def run_trial(
 
     if td.is_done:  # the job ended while no driver watched it
         pump(reported_epoch)
-        return _finish(td, tracker, run_id)
+        return _finish(spec, ctx, td, tracker, run_id, outbox)
     stopping = stopping_marker(ctx.storage_root, spec.sweep)
     if stopping.exists():  # the sweep is being stopped: start nothing new
-        tracker.end(run_id, "KILLED")
+        outbox.call("end", lambda: tracker.end(run_id, "KILLED"))
         return {}
 
     td.clear_markers()
@@ -203,20 +218,22 @@ def run_trial(
     try:
         handle = executor.submit(TrialJob(str(td.path)), name=f"{spec.sweep}-{spec.trial_key}", resources=spec.resources)
     except Exception:
-        tracker.end(run_id, "FAILED", traceback.format_exc())
+        error = traceback.format_exc()
+        outbox.call("end", lambda: tracker.end(run_id, "FAILED", error))
         raise
     td.write_job(settings.kind, handle.job_id, log_path=str(handle.log_path))
     with _LIVE_LOCK:
         _LIVE[spec.trial_key] = (handle, tracker, run_id)
     try:
         requeues = requeues_of(handle)
-        tracker.record_job(run_id, handle.job_id, restarts=requeues, log_path=str(handle.log_path))
+        outbox.call("job", lambda: tracker.record_job(run_id, handle.job_id, restarts=requeues,
+                                                      log_path=str(handle.log_path)))
         reported, size, failed_since = reported_epoch, -1, None
         while True:
             state = handle.state()  # before reading: lines written before the job ended are then all seen
             if requeues_of(handle) != requeues:  # the scheduler started the same job again (requeue)
-                requeues = requeues_of(handle)
-                tracker.record_job(run_id, handle.job_id, restarts=requeues)
+                restarts = requeues = requeues_of(handle)
+                outbox.call("requeue", lambda: tracker.record_job(run_id, handle.job_id, restarts=restarts))
             done = td.is_done  # rank 0 writes DONE last: every metrics line is there
             if td.failed_marker.exists() and not state.is_terminal:
                 # One rank failed; the others may wait for it in a collective until the DDP timeout.
@@ -228,6 +245,8 @@ def run_trial(
             if new_size != size or state.is_terminal or done:
                 size = new_size
                 reported = pump(reported)
+            elif outbox.pending:  # the store was away: try again (every few seconds, not every poll)
+                outbox.flush()
             if state.is_terminal or done:
                 break
             time.sleep(ctx.poll_seconds)
@@ -236,23 +255,67 @@ def run_trial(
                 _LIVE.pop(spec.trial_key, None)
             if not handle.done():
                 _reap_later(handle)
-            return _finish(td, tracker, run_id)
+            return _finish(spec, ctx, td, tracker, run_id, outbox)
         if stopping.exists() and state == JobState.CANCELLED:  # cancelled with the sweep: not a failure
-            tracker.end(run_id, "KILLED")
+            outbox.call("end", lambda: tracker.end(run_id, "KILLED"))
             return {}
         error = _error_text(td, handle, state)
         if not td.failure:  # the trainer logged its own traceback to job.log; this failure came from outside
             _append_log(td, error)
-        tracker.end(run_id, "FAILED", error)
+        # not waited for: Tune retries the trial, which finds the same run (still RUNNING if this is lost)
+        outbox.call("end", lambda: tracker.end(run_id, "FAILED", error))
         last = [line for line in error.strip().splitlines() if line.strip()]
         raise TrialFailed(f"trial {spec.trial_key}: {last[-1] if last else state.value}")
     finally:
         _abandon(spec.trial_key)
 
 
-def _finish(td: TrialDir, tracker: Tracker, run_id: str) -> dict[str, Any]:
+def _open_run(spec: TrialSpec, ctx: TrialContext, td: TrialDir, outbox: TrackingOutbox, executor: str
+              ) -> tuple[Tracker, str]:
+    """The trial's tracker and run. The job is submitted only once its run exists (its id is in the trial
+    directory), so an unreachable store is waited for here, up to the grace."""
+    opened: list[tuple[Tracker, str]] = []
+    kind = "evaluate" if spec.evaluate_source else "train"
+
+    def open_run() -> None:
+        # few attempts per call: the outbox tries again itself, and logs the outage once
+        tracker = Tracker(ctx.tracking_uri, ctx.experiment, spec.sweep, connect_attempts=1)
+        opened.append((tracker, tracker.ensure_run(spec, td, executor=executor, git=ctx.git, kind=kind)))
+
+    grace = grace_seconds(ctx.env)
+    if not outbox.call("open", open_run) and not outbox.deliver(grace):
+        raise TrialFailed(f"trial {spec.trial_key}: MLflow at {ctx.tracking_uri} unreachable for {grace:.0f} s "
+                          f"before its job was submitted; nothing ran (convsweep resume {spec.sweep} runs it)")
+    return opened[-1]
+
+
+DRIVER_FAULT_ENV = "CONVSWEEP_DRIVER_FAULT"  # tests: "kill_after_summary" (see _driver_fault)
+
+
+def _driver_fault(ctx: TrialContext, sweep: str, point: str) -> None:
+    """Test hook: at ``point``, SIGKILL the driver (its pid file) and this proxy, as a power cut would."""
+    if ctx.env.get(DRIVER_FAULT_ENV) != point:
+        return
+    import signal
+
+    fields = (Path(ctx.storage_root) / sweep / "driver.pid").read_text(encoding="utf-8").split()
+    logger.warning("%s=%s: killing the driver (pid %s) and this proxy", DRIVER_FAULT_ENV, point, fields[0])
+    os.kill(int(fields[0]), signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _finish(spec: TrialSpec, ctx: TrialContext, td: TrialDir, tracker: Tracker, run_id: str,
+            outbox: TrackingOutbox) -> dict[str, Any]:
     summary = td.read_summary() or {}
-    tracker.log_summary(run_id, summary)
-    tracker.log_artifacts(run_id, td.path / "analysis", "analysis")  # orchestrator.analysis's maps and plots
-    tracker.end(run_id, "FINISHED")
+
+    def record() -> None:  # every step is idempotent: retried whole after an outage
+        tracker.log_summary(run_id, summary)
+        _driver_fault(ctx, spec.sweep, "kill_after_summary")
+        tracker.log_artifacts(run_id, td.path / "analysis", "analysis")  # orchestrator.analysis's maps, plots
+        tracker.end(run_id, "FINISHED")
+
+    grace = grace_seconds(ctx.env)
+    if not outbox.call("finish", record) and not outbox.deliver(grace):
+        outbox.say(f"MLflow at {ctx.tracking_uri} unreachable for {grace:.0f} s; the trial ends with its summary "
+                   f"and its records stay in {td.path}: `convsweep resume {spec.sweep}` delivers them")
     return summary

@@ -42,6 +42,7 @@ from orchestrator.progress import SweepProgress
 from orchestrator.proxy import TrialContext, stopping_marker
 from orchestrator.sweepfile import ConfigError, Problem, load_sweep
 from orchestrator.tracking import TAG, Tracker, absolute_tracking_uri, git_commit
+from orchestrator.trackingstore import require_store
 from orchestrator.trialdir import TrialDir, atomic_write_text
 from orchestrator.sweeprecord import load_recorded, sweep_dir
 from orchestrator.sweeprecord import record_sweep as _record
@@ -259,6 +260,12 @@ def _run(spec: SweepSpec, trials: list[TrialSpec], pending: list[TrialSpec], tra
     interrupted = stopper.interrupted.is_set()
     result.halted = result.halted or interrupted
     runs = tracker.status_by_key()
+    waiting = [o.trial_key for o in outcomes if o.ok and o.trial_key in by_key
+               and TrialDir.for_trial(spec.storage.root, spec.name, o.trial_key).is_done
+               and (o.trial_key not in runs or runs[o.trial_key].info.status != "FINISHED")]
+    if waiting:  # their proxies gave up on an unreachable store (orchestrator.outbox)
+        logger.warning("%d finished trial(s) not recorded in MLflow yet (%s); `convsweep resume %s --root %s` "
+                       "delivers them", len(waiting), ", ".join(waiting), spec.name, spec.storage.root)
     for outcome in outcomes:
         if outcome.trial_key not in pending_keys:
             continue
@@ -376,7 +383,8 @@ def run_sweep(
     spec = prepare_sweep(sweep, profile, overrides, executor)
     source = None if isinstance(sweep, SweepSpec) else str(Path(sweep).resolve())
     trials = expand(spec)
-    _record(spec, source)  # first: a driver killed while MLflow starts up is then one `resume` continues
+    require_store(spec.tracking.uri, str(sweep) if source else spec.name)
+    _record(spec, source)  # before MLflow starts up: a driver killed meanwhile is then one `resume` continues
     tracker = Tracker(spec.tracking.uri, spec.experiment, spec.name)
     result = SweepResult(spec, len(trials), source_file=source)
     settled = _settled_or_reused(spec, trials, tracker, result, reuse)
@@ -400,6 +408,8 @@ def resume_sweep(
 
     spec, source = load_recorded(name, root)
     trials = expand(spec)
+    require_store(spec.tracking.uri, spec.name, "start it again (or fix it) and run `convsweep resume "
+                  f"{spec.name}` again; the trial directories under {sweep_dir(spec)} keep everything")
     tracker = Tracker(spec.tracking.uri, spec.experiment, spec.name)
     result = SweepResult(spec, len(trials), source_file=source)
     settled = _settled_or_reused(spec, trials, tracker, result, reuse) | set(result.reused)
@@ -445,6 +455,9 @@ def cancel_sweep(name: str | os.PathLike[str], root: str | os.PathLike[str] = "r
         while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
             time.sleep(0.2)
     ended += end_jobs(spec)  # a job submitted while the first round ran
+    # the jobs are ended whatever the store says; only marking their runs KILLED needs it
+    require_store(spec.tracking.uri, spec.name, f"{ended} job{'s' * (ended != 1)} ended, but their runs could not "
+                  f"be marked KILLED; `convsweep resume {spec.name}` or `cancel` again once it is back")
     tracker = Tracker(spec.tracking.uri, spec.experiment, spec.name)
     runs = tracker.status_by_key()
     for trial in expand(spec):

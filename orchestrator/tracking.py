@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.config import TrialSpec
 from orchestrator.metricnames import EPOCH_METRICS
+from orchestrator.trackingstore import bound_http_retries, is_unreachable_error
 from orchestrator.trialdir import TrialDir
 
 __all__ = ["Tracker", "git_commit", "absolute_tracking_uri", "EPOCH_METRICS", "TAG"]
@@ -66,13 +67,20 @@ def _artifact_location(uri: str) -> str | None:
     return (Path(uri[len(prefix):]).resolve().parent / "mlartifacts").as_uri()
 
 
-def _retry(call: Callable[[], T], what: str, attempts: int = 6) -> T:
-    """Retry a tracking call through short outages (a locked SQLite file, a restarting server)."""
+def _retry(call: Callable[[], T], what: str, attempts: int = 6, connect_attempts: int | None = None) -> T:
+    """Retry a tracking call through short outages (a locked SQLite file, a restarting server).
+
+    ``connect_attempts`` bounds the attempts on a connection failure separately: a caller that retries on
+    its own (the proxy, on its next poll) asks for few, so it is not held here for the whole backoff.
+    """
+    connect_attempts = attempts if connect_attempts is None else connect_attempts
     for attempt in range(attempts):
         try:
             return call()
         except MlflowException as e:
-            if attempt == attempts - 1 or "locked" not in str(e).lower() and "connect" not in str(e).lower():
+            text = str(e).lower()
+            locked, connect = "locked" in text, "connect" in text
+            if not (locked or connect) or attempt >= (attempts if locked else connect_attempts) - 1:
                 raise
             logger.warning("MLflow %s failed (%s); retrying", what, str(e).splitlines()[0])
             time.sleep(0.5 * 2**attempt)
@@ -104,11 +112,13 @@ def _epoch_metrics(record: dict[str, Any], timestamp: int) -> list[Metric]:
 class Tracker:
     """The runs of one sweep in one MLflow experiment."""
 
-    def __init__(self, uri: str, experiment: str, sweep: str) -> None:
+    def __init__(self, uri: str, experiment: str, sweep: str, *, connect_attempts: int = 6) -> None:
         self.uri = uri
         self.sweep = sweep
+        self._connect_attempts = connect_attempts
+        bound_http_retries()
         self.client = MlflowClient(tracking_uri=uri)
-        found = _retry(lambda: self.client.get_experiment_by_name(experiment), "get experiment")
+        found = self._call(lambda: self.client.get_experiment_by_name(experiment), "get experiment")
         if found is None:
             try:
                 self.experiment_id = self.client.create_experiment(experiment, _artifact_location(uri))
@@ -119,6 +129,9 @@ class Tracker:
             self.experiment_id = found.experiment_id
         self._logged_epoch: dict[str, int] = {}
 
+    def _call(self, call: Callable[[], T], what: str) -> T:
+        return _retry(call, what, connect_attempts=self._connect_attempts)
+
     # -- finding runs ------------------------------------------------------------------------------------
     def runs(self, trial_key: str | None = None) -> list[Any]:
         """Active runs of this sweep (optionally of one trial), oldest first."""
@@ -128,7 +141,7 @@ class Tracker:
         found: list[Any] = []
         token = None
         while True:
-            page = _retry(
+            page = self._call(
                 lambda: self.client.search_runs(
                     [self.experiment_id], query, ViewType.ACTIVE_ONLY, max_results=1000, page_token=token
                 ),
@@ -174,27 +187,35 @@ class Tracker:
                 f"{TAG}kind": kind,
                 f"{TAG}requeues": "0",
             }
-            run = _retry(
+            run = self._call(
                 lambda: self.client.create_run(
                     self.experiment_id, tags=tags, run_name=f"{spec.model}-{spec.layer.method}-{spec.trial_key}"
                 ),
                 "create run",
             )
             run_id = run.info.run_id
-            params = [Param(k, v) for k, v in sorted(spec.flat_params().items())]
-            for i in range(0, len(params), _BATCH):
-                _retry(lambda: self.client.log_batch(run_id, params=params[i : i + _BATCH]), "log params")
+            trial_dir.write_run_id(run_id)  # before the params: a failure below finds this run again
+            self._log_params(run_id, spec, {})
         else:
-            _retry(lambda: self.client.update_run(run_id, status="RUNNING"), "update run")
+            # a creation cut short by an outage may have left params out: log those (never change one)
+            self._log_params(run_id, spec, self._call(lambda: self.client.get_run(run_id), "get run").data.params)
+            self._call(lambda: self.client.update_run(run_id, status="RUNNING"), "update run")
             self.set_tags(run_id, {f"{TAG}executor": executor, f"{TAG}host": socket.gethostname()})
         trial_dir.write_run_id(run_id)
         return run_id
 
+    def _log_params(self, run_id: str, spec: TrialSpec, logged: dict[str, str]) -> None:
+        params = [Param(k, v) for k, v in sorted(spec.flat_params().items()) if k not in logged]
+        for i in range(0, len(params), _BATCH):
+            self._call(lambda: self.client.log_batch(run_id, params=params[i : i + _BATCH]), "log params")
+
     def _reusable(self, recorded: str | None, trial_key: str) -> str | None:
         if recorded is not None:
             try:
-                run = _retry(lambda: self.client.get_run(recorded), "get run")
-            except MlflowException:
+                run = self._call(lambda: self.client.get_run(recorded), "get run")
+            except MlflowException as exc:
+                if is_unreachable_error(exc):
+                    raise
                 run = None  # recorded against another tracking store, or deleted for good
             if run is not None and run.info.lifecycle_stage == "active" and run.data.tags.get(f"{TAG}trial_key") == trial_key:
                 return recorded
@@ -203,7 +224,7 @@ class Tracker:
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         items = [RunTag(k, v) for k, v in tags.items()]
-        _retry(lambda: self.client.log_batch(run_id, tags=items), "set tags")
+        self._call(lambda: self.client.log_batch(run_id, tags=items), "set tags")
 
     def record_job(self, run_id: str, job_id: str, *, restarts: int = 0, log_path: str | None = None) -> None:
         """Tag the latest job id, log path and the run's requeue count.
@@ -213,7 +234,7 @@ class Tracker:
         job again under its id (a SLURM requeue or preemption). ``convsweep.requeues`` = resubmissions +
         restarts.
         """
-        tags = _retry(lambda: self.client.get_run(run_id), "get run").data.tags
+        tags = self._call(lambda: self.client.get_run(run_id), "get run").data.tags
         ids = [j for j in tags.get(f"{TAG}job_ids", "").split(",") if j]
         counts = [int(c) if c.isdigit() else 0 for c in tags.get(f"{TAG}job_restarts", "").split(",") if c]
         counts = (counts + [0] * len(ids))[: len(ids)]
@@ -234,7 +255,7 @@ class Tracker:
 
     def logged_epoch(self, run_id: str) -> int:
         if run_id not in self._logged_epoch:
-            history = _retry(lambda: self.client.get_metric_history(run_id, "epoch"), "metric history")
+            history = self._call(lambda: self.client.get_metric_history(run_id, "epoch"), "metric history")
             self._logged_epoch[run_id] = max((int(m.step) for m in history), default=0)
         return self._logged_epoch[run_id]
 
@@ -244,7 +265,12 @@ class Tracker:
         new = [r for r in records if int(r["epoch"]) > done]
         for record in new:
             metrics = _epoch_metrics(record, int(time.time() * 1000))
-            _retry(lambda: self.client.log_batch(run_id, metrics=metrics), "log metrics")
+            try:
+                self._call(lambda: self.client.log_batch(run_id, metrics=metrics), "log metrics")
+            except Exception:
+                # the batch may have landed before the answer was lost: ask the store again next time
+                self._logged_epoch.pop(run_id, None)
+                raise
             self._logged_epoch[run_id] = int(record["epoch"])
         return new
 
@@ -259,13 +285,19 @@ class Tracker:
             for k, v in sorted(summary.items())
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and k != "epochs"
         ]
+        # replayed after a crash between this call and the run's end: log only the (key, step) not there yet
+        there = self._call(lambda: self.client.get_run(run_id), "get run").data.metrics
+        metrics = [m for m in metrics if m.key not in there or step not in self._steps(run_id, m.key)]
         if metrics:
-            _retry(lambda: self.client.log_batch(run_id, metrics=metrics), "log summary")
+            self._call(lambda: self.client.log_batch(run_id, metrics=metrics), "log summary")
+
+    def _steps(self, run_id: str, key: str) -> set[int]:
+        return {int(m.step) for m in self._call(lambda: self.client.get_metric_history(run_id, key), "history")}
 
     def log_artifacts(self, run_id: str, folder: Path, artifact_path: str) -> None:
         """Copy every file of ``folder`` into the run's artifacts under ``artifact_path`` (no-op when absent)."""
         if folder.is_dir() and any(folder.iterdir()):
-            _retry(lambda: self.client.log_artifacts(run_id, str(folder), artifact_path), "log artifacts")
+            self._call(lambda: self.client.log_artifacts(run_id, str(folder), artifact_path), "log artifacts")
 
     def end(self, run_id: str, status: str, error: str | None = None) -> None:
         """Set the run's terminal status (FINISHED, FAILED or KILLED) and, on failure, the error tag."""
@@ -274,7 +306,7 @@ class Tracker:
         if error:
             self.set_tags(run_id, {f"{TAG}error": _error_tag(error)})
         elif status == "FINISHED":
-            run = _retry(lambda: self.client.get_run(run_id), "get run")
+            run = self._call(lambda: self.client.get_run(run_id), "get run")
             if f"{TAG}error" in run.data.tags:  # an earlier attempt failed; this one did not
-                _retry(lambda: self.client.delete_tag(run_id, f"{TAG}error"), "delete tag")
-        _retry(lambda: self.client.set_terminated(run_id, status), "end run")
+                self._call(lambda: self.client.delete_tag(run_id, f"{TAG}error"), "delete tag")
+        self._call(lambda: self.client.set_terminated(run_id, status), "end run")
