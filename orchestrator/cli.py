@@ -458,6 +458,8 @@ def _error_line(exc: ValueError, args: argparse.Namespace) -> str:
     from orchestrator.sweepfile import ConfigError
 
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if text.startswith("convsweep: "):  # already the whole line (trackingstore.StoreUnreachable)
+        return text
     subject = _subject(args)
     if isinstance(exc, ConfigError) and exc.file is not None:
         where = exc.file

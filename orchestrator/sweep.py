@@ -260,7 +260,7 @@ def _run(spec: SweepSpec, trials: list[TrialSpec], pending: list[TrialSpec], tra
     interrupted = stopper.interrupted.is_set()
     result.halted = result.halted or interrupted
     runs = tracker.status_by_key()
-    waiting = [o.trial_key for o in outcomes if o.ok and o.trial_key in by_key
+    waiting = [o.trial_key for o in outcomes if o.ok and o.trial_key in pending_keys
                and TrialDir.for_trial(spec.storage.root, spec.name, o.trial_key).is_done
                and (o.trial_key not in runs or runs[o.trial_key].info.status != "FINISHED")]
     if waiting:  # their proxies gave up on an unreachable store (orchestrator.outbox)

@@ -25,7 +25,9 @@ def sweep_dir(sweep: SweepSpec) -> Path:
 
 
 def record_sweep(spec: SweepSpec, source_file: str | None) -> None:
-    data = {"spec": spec.model_dump(mode="json"), "source_file": source_file}
+    # what the user set, not the defaults: read back, the spec must know which knobs were written (a layer knob
+    # no trial reads is an error only when written, ``orchestrator.checks.ignored_knob_problems``)
+    data = {"spec": spec.model_dump(mode="json", exclude_unset=True), "source_file": source_file}
     atomic_write_text(sweep_dir(spec) / SWEEP_FILE, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 

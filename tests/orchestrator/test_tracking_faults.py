@@ -129,6 +129,7 @@ def test_status_counts_done_trials_whose_records_wait(
         run_id = tracker.ensure_run(trial, td, executor="local", git="g")
         td.append_metrics({"epoch": 1, "epoch_seconds": 1.0})
         td.append_metrics({"epoch": 2, "epoch_seconds": 1.0})
+        td.write_summary({"epochs": 2, "best_epoch": 2, "best_val_top1": 50.0})  # as a finished job leaves it
         td.mark_done()
         if i == 0:
             tracker.end(run_id, "FINISHED")
