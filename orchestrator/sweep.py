@@ -271,11 +271,15 @@ def end_jobs(spec: SweepSpec, trials: list[TrialSpec] | None = None) -> int:
         handle = _job_alive(spec, TrialDir.for_trial(spec.storage.root, spec.name, trial.trial_key))
         if handle is not None:
             handles.append(handle)
-    threads = [threading.Thread(target=h.cancel, name=f"cancel-{h.job_id}") for h in handles]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    cancel_all = getattr(get_executor(spec.executor, sweep_dir(spec) / "jobs"), "cancel_all", None)
+    if cancel_all is not None and handles:  # one scancel for all (SLURM)
+        cancel_all(handles)
+    else:
+        threads = [threading.Thread(target=h.cancel, name=f"cancel-{h.job_id}") for h in handles]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     if handles:
         logger.warning("cancelled job(s) %s", ", ".join(h.job_id for h in handles))
     return len(handles)
@@ -307,6 +311,15 @@ def _end_orphans(spec: SweepSpec, trials: list[TrialSpec], tracker: Tracker) -> 
             tracker.end(run.info.run_id, "KILLED")
 
 
+def _start_ray_if_needed(spec: SweepSpec, trials: list[TrialSpec]) -> None:
+    """Start Ray now, in the background, unless every trial is DONE on disk (then no Tune runs; the MLflow
+    check that follows is the authority, this only decides whether Ray's start-up overlaps it)."""
+    if any(not TrialDir.for_trial(spec.storage.root, spec.name, t.trial_key).is_done for t in trials):
+        from orchestrator.tune import start_ray_early  # imports ray
+
+        start_ray_early()
+
+
 def run_sweep(
     sweep: str | os.PathLike[str] | SweepSpec,
     profile: str | None = None,
@@ -319,6 +332,7 @@ def run_sweep(
     spec = prepare_sweep(sweep, profile, overrides, executor)
     source = None if isinstance(sweep, SweepSpec) else str(Path(sweep).resolve())
     trials = expand(spec)
+    _start_ray_if_needed(spec, trials)
     tracker = Tracker(spec.tracking.uri, spec.experiment, spec.name)
     settled = _settled(spec, tracker)
     pending = [t for t in trials if t.trial_key not in settled]
@@ -342,6 +356,7 @@ def resume_sweep(
 
     spec, source = load_recorded(name, root)
     trials = expand(spec)
+    _start_ray_if_needed(spec, trials)
     tracker = Tracker(spec.tracking.uri, spec.experiment, spec.name)
     settled = _settled(spec, tracker)
     result = SweepResult(spec, len(trials), skipped=[t.trial_key for t in trials if t.trial_key in settled],
