@@ -208,6 +208,8 @@ def _run(spec: SweepSpec, trials: list[TrialSpec], pending: list[TrialSpec], tra
     )  # fmt: skip
     background = _Background()
     stopper = _Stopper(spec, pending)
+    # the executor's watcher (SLURM: one squeue for all jobs) polls from the driver, which outlives the trials
+    getattr(get_executor(spec.executor, sweep_dir(spec) / "jobs"), "start_watching", lambda: None)()
 
     def on_complete(key: str) -> None:
         if spec.tune.scheduler == "asha" and not stopper.interrupted.is_set():

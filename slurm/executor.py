@@ -306,8 +306,9 @@ class SlurmExecutor:
         """The handle of a job an earlier driver submitted from this folder, while SLURM still holds it."""
         if not job_id.isdigit():
             return None
+        seen, info = self.watcher.lookup(job_id)  # a job of this sweep the watcher follows: no query of its own
         try:
-            info = query_job(job_id)
+            info = info if seen and info is not None and info.std_out else query_job(job_id)
         except SlurmQueryError as exc:
             logger.warning("cannot look up SLURM job %s: %s", job_id, exc)
             return None
@@ -315,6 +316,10 @@ class SlurmExecutor:
         if info is None or info.std_out is None or not Path(info.std_out).resolve().is_relative_to(self.folder):
             return None
         return SlurmJobHandle(job_id, Path(info.std_out), self.watcher)
+
+    def start_watching(self) -> None:
+        """Make this process the sweep's SLURM poller (the driver: it lives as long as the sweep)."""
+        self.watcher.start()
 
     def cancel_all(self, handles: list[SlurmJobHandle]) -> None:
         """End many jobs with one ``scancel`` and wait until SLURM lists none of them."""

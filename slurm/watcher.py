@@ -12,8 +12,10 @@ handle that finds the snapshot stale takes over. A job is watched once its id is
 (``.watch/jobs/<id>``) until SLURM reports it ended.
 
 The interval is ``executor.slurm.poll_seconds`` (default 15 s). It is shorter (``FAST_INTERVAL_S``) only while
-a job is being started (its first ``_STARTING_S`` after submission, or while slurmctld is configuring its
-nodes), is ending (COMPLETING), or a cancel was asked for (``hurry``), so those transitions are seen promptly.
+a cancel is under way (``hurry``: ``cancel`` waits until the jobs' processes are gone). Polling faster while
+jobs start or end was tried and dropped: a sweep of short trials always has one starting, so the rate grew
+with the number of trials again. A trial's end does not wait for the watcher (the proxy sees the trial
+directory's DONE); tests that need SLURM's view sooner set a short interval.
 """
 
 from __future__ import annotations
@@ -35,9 +37,7 @@ __all__ = ["FAST_INTERVAL_S", "SlurmWatcher", "watcher_for"]
 logger = logging.getLogger(__name__)
 
 FAST_INTERVAL_S = 1.0
-_STARTING_S = 30.0  # a job this young is being started: its first state changes are polled fast
 _HURRY_S = 10.0  # after a cancel was asked for, poll fast this long
-_TRANSIENT = frozenset({"CONFIGURING", "COMPLETING", "SIGNALING", "STAGE_OUT"})
 _ENDED = frozenset({"COMPLETED", "CANCELLED", "REVOKED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
                     "BOOT_FAIL", "DEADLINE", "PREEMPTED"})  # fmt: skip
 _IDLE_EXIT_S = 60.0  # a poller with nothing to watch this long stops and frees the lock
@@ -70,9 +70,9 @@ class SlurmWatcher:
 
     # -- the handles' side ---------------------------------------------------------------------------------
     def register(self, job_id: str) -> None:
-        """Watch ``job_id`` from now until it ends; polled fast while it starts."""
+        """Watch ``job_id`` from now until it ends (from the next poll on)."""
         self._jobs_dir.mkdir(parents=True, exist_ok=True)
-        try:  # an existing entry keeps its time: a job attached to again is not "starting"
+        try:  # an existing entry keeps its time (the registration's age decides when a job is "unknown")
             os.close(os.open(self._jobs_dir / job_id, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
         except FileExistsError:
             pass
@@ -123,6 +123,10 @@ class SlurmWatcher:
         return seen and (info is None or _ended(info))
 
     # -- the poller's side ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Poll from this process if no other does (the driver calls this: it outlives the trials' workers)."""
+        self._ensure_polling()
+
     def _ensure_polling(self) -> None:
         with self._mutex:
             if self._thread is not None and self._thread.is_alive():
@@ -158,8 +162,8 @@ class SlurmWatcher:
                 os.close(fd)  # frees the lock
 
     def _sleep(self, polled_at: float) -> None:
-        """Until the next poll: the interval, or ``FAST_INTERVAL_S`` while something starts, ends or is
-        cancelled (checked each step: a job registered or a cancel asked for in another process counts too)."""
+        """Until the next poll: the interval, or ``FAST_INTERVAL_S`` while a cancel is under way (checked each
+        step: a cancel asked for in another process counts too)."""
         floor = min(FAST_INTERVAL_S, self.interval)
         while True:
             elapsed = time.monotonic() - polled_at
@@ -169,21 +173,10 @@ class SlurmWatcher:
             self._wake.clear()
 
     def _fast(self) -> bool:
-        now = time.time()
         try:
-            if now - self._hurry_path.stat().st_mtime < _HURRY_S:
-                return True
+            return time.time() - self._hurry_path.stat().st_mtime < _HURRY_S
         except FileNotFoundError:
-            pass
-        snapshot = self._read()
-        jobs: dict[str, dict[str, object]] = snapshot["jobs"]  # type: ignore[assignment]
-        ended: dict[str, float] = snapshot.get("ended_at", {})  # type: ignore[assignment]
-        for job_id, registered in self._registered().items():
-            if job_id in ended:
-                continue
-            if now - registered < _STARTING_S or jobs.get(job_id, {}).get("state") in _TRANSIENT:
-                return True
-        return False
+            return False
 
     def _registered(self) -> dict[str, float]:
         try:
