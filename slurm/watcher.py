@@ -64,6 +64,7 @@ class SlurmWatcher:
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
         self._cached: tuple[float, dict[str, object]] = (-1.0, {"jobs": {}, "unknown": [], "ended_at": {}})
+        self._persistent = False  # a poller that stops when idle frees the lock for whoever registers next
 
     def __repr__(self) -> str:
         return f"SlurmWatcher(dir={str(self.dir)!r}, interval={self.interval})"
@@ -124,7 +125,9 @@ class SlurmWatcher:
 
     # -- the poller's side ---------------------------------------------------------------------------------
     def start(self) -> None:
-        """Poll from this process if no other does (the driver calls this: it outlives the trials' workers)."""
+        """Poll from this process if no other does, and keep polling while it lives (the driver calls this:
+        it outlives the trials' workers, whose poller would end with them)."""
+        self._persistent = True
         self._ensure_polling()
 
     def _ensure_polling(self) -> None:
@@ -151,7 +154,7 @@ class SlurmWatcher:
                     idle_since = None
                 else:
                     idle_since = idle_since or polled_at
-                    if polled_at - idle_since > _IDLE_EXIT_S:
+                    if polled_at - idle_since > _IDLE_EXIT_S and not self._persistent:
                         return
                 self._sleep(polled_at)
         except Exception:  # a poller must never die silently: the next handle's stale check takes over
