@@ -148,6 +148,9 @@ def _start_ray() -> bool:
         logging_level=logging.WARNING,
         log_to_driver=False,
         configure_logging=True,
+        # no idle workers started ahead for the driver (one per CPU, ~2 s of CPU each on 2 cores): a trial's
+        # proxy gets its worker when Tune starts it, and Ray's start-up competes less with the driver's own
+        _system_config={"prestart_worker_first_driver": False},
     )
     return True
 
