@@ -229,6 +229,9 @@ class SlurmSpec(_Frozen):
     mem: str | None = None
     cpus_per_task: PositiveInt | None = None
     additional_parameters: dict[str, str | int] = {}
+    # How often the sweep's one SLURM watcher asks squeue about all of its jobs (slurm/watcher.py); it polls
+    # every second only while a job starts, ends or is being cancelled.
+    poll_seconds: PositiveFloat = 15.0
 
 
 class LocalSpec(_Frozen):

@@ -14,7 +14,8 @@ Optional extras, looked up with ``getattr`` by the driver: ``JobHandle.requeues`
 scheduler started the same job again under the same id, e.g. a SLURM requeue or preemption; a resubmission is a
 new job and counted by the driver), ``Executor.attach(job_id)`` (the handle of a job an earlier driver submitted,
 while it still runs) and ``Executor.submit_driver(argv, name=, log_path=)`` (run the sweep driver itself as a
-job, for ``convsweep sweep --detach``).
+job, for ``convsweep sweep --detach``) and ``Executor.cancel_all(handles)`` (end many of its jobs at once, e.g. one
+``scancel``) and ``Executor.start_watching()`` (the driver follows the sweep's jobs from its own process).
 """
 
 from __future__ import annotations

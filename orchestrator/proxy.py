@@ -28,6 +28,7 @@ submits nothing more, and a job that ends cancelled ends its run KILLED, not FAI
 from __future__ import annotations
 
 import atexit
+import importlib
 import logging
 import os
 import threading
@@ -160,6 +161,16 @@ def _job_environment(env: dict[str, str]) -> None:
     os.environ.update(env)
 
 
+def _trial_job(trial_dir: str) -> Any:
+    """``TrialJob``, or the class ``CONVSWEEP_TRIAL_JOB`` names as ``module:Class`` (tests/bench/bench_scale.py's
+    load generator, which follows the trial-directory protocol without training)."""
+    name = os.environ.get("CONVSWEEP_TRIAL_JOB")
+    if not name:
+        return TrialJob(trial_dir)
+    module, _, cls = name.partition(":")
+    return getattr(importlib.import_module(module), cls)(trial_dir)
+
+
 def _error_text(td: TrialDir, handle: JobHandle, state: JobState) -> str:
     text = td.failure or ""
     if not text.strip():
@@ -216,7 +227,7 @@ def run_trial(
     td.clear_markers()
     _job_environment(ctx.env)
     try:
-        handle = executor.submit(TrialJob(str(td.path)), name=f"{spec.sweep}-{spec.trial_key}", resources=spec.resources)
+        handle = executor.submit(_trial_job(str(td.path)), name=f"{spec.sweep}-{spec.trial_key}", resources=spec.resources)
     except Exception:
         error = traceback.format_exc()
         outbox.call("end", lambda: tracker.end(run_id, "FAILED", error))

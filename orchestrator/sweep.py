@@ -243,6 +243,8 @@ def _run(spec: SweepSpec, trials: list[TrialSpec], pending: list[TrialSpec], tra
     )  # fmt: skip
     background = _Background()
     stopper = _Stopper(spec, pending)
+    # the executor's watcher (SLURM: one squeue for all jobs) polls from the driver, which outlives the trials
+    getattr(get_executor(spec.executor, sweep_dir(spec) / "jobs"), "start_watching", lambda: None)()
 
     def on_complete(key: str) -> None:
         ended_now.add(key)
@@ -334,11 +336,15 @@ def end_jobs(spec: SweepSpec, trials: list[TrialSpec] | None = None) -> int:
         handle = job_alive(spec, TrialDir.for_trial(spec.storage.root, spec.name, trial.trial_key))
         if handle is not None:
             handles.append(handle)
-    threads = [threading.Thread(target=h.cancel, name=f"cancel-{h.job_id}") for h in handles]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    cancel_all = getattr(get_executor(spec.executor, sweep_dir(spec) / "jobs"), "cancel_all", None)
+    if cancel_all is not None and handles:  # one scancel for all (SLURM)
+        cancel_all(handles)
+    else:
+        threads = [threading.Thread(target=h.cancel, name=f"cancel-{h.job_id}") for h in handles]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     if handles:
         logger.warning("cancelled job(s) %s", ", ".join(h.job_id for h in handles))
     return len(handles)
@@ -370,6 +376,15 @@ def _end_orphans(spec: SweepSpec, trials: list[TrialSpec], tracker: Tracker) -> 
             tracker.end(run.info.run_id, "KILLED")
 
 
+def _start_ray_if_needed(spec: SweepSpec, trials: list[TrialSpec]) -> None:
+    """Start Ray now, in the background, unless every trial is DONE on disk (then no Tune runs; the MLflow
+    check that follows is the authority, this only decides whether Ray's start-up overlaps it)."""
+    if any(not TrialDir.for_trial(spec.storage.root, spec.name, t.trial_key).is_done for t in trials):
+        from orchestrator.tune import start_ray_early  # imports ray
+
+        start_ray_early()
+
+
 def run_sweep(
     sweep: str | os.PathLike[str] | SweepSpec,
     profile: str | None = None,
@@ -385,6 +400,7 @@ def run_sweep(
     trials = expand(spec)
     require_store(spec.tracking.uri, str(sweep) if source else spec.name)
     _record(spec, source)  # before MLflow starts up: a driver killed meanwhile is then one `resume` continues
+    _start_ray_if_needed(spec, trials)
     tracker = Tracker(spec.tracking.uri, spec.experiment, spec.name)
     result = SweepResult(spec, len(trials), source_file=source)
     settled = _settled_or_reused(spec, trials, tracker, result, reuse)
@@ -410,6 +426,7 @@ def resume_sweep(
     trials = expand(spec)
     require_store(spec.tracking.uri, spec.name, "start it again (or fix it) and run `convsweep resume "
                   f"{spec.name}` again; the trial directories under {sweep_dir(spec)} keep everything")
+    _start_ray_if_needed(spec, trials)
     tracker = Tracker(spec.tracking.uri, spec.experiment, spec.name)
     result = SweepResult(spec, len(trials), source_file=source)
     settled = _settled_or_reused(spec, trials, tracker, result, reuse) | set(result.reused)

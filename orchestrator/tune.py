@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable
@@ -39,7 +40,7 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 from orchestrator.config import SweepSpec, TrialSpec
 from orchestrator.proxy import TrialContext, run_trial
 
-__all__ = ["TuneOutcome", "ProgressSink", "experiment_path", "can_restore", "init_ray", "run_tune"]
+__all__ = ["TuneOutcome", "ProgressSink", "experiment_path", "can_restore", "init_ray", "run_tune", "start_ray_early"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,12 +104,64 @@ def can_restore(sweep: SweepSpec) -> bool:
     return path.is_dir() and tune.Tuner.can_restore(str(path))
 
 
+class _SignalWarningFilter(logging.Filter):
+    """Drops Ray's warning that a ``ray.init`` off the main thread sets no SIGTERM handler: the driver's
+    signals are its own (``orchestrator.sweep``), Ray's handler would only be replaced."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("SIGTERM handler is not set")
+
+
+_INIT_LOCK = threading.Lock()
+_EARLY: tuple[threading.Event, list[bool]] | None = None  # (set when done, [whether it started Ray])
+
+
+def start_ray_early() -> None:
+    """Start Ray in a background thread now, so that its start-up (seconds of waiting on its processes)
+    overlaps the driver's own (MLflow, trial directories); ``init_ray`` then waits for it.
+
+    The thread stays alive (idle) after ``ray.init``: Ray's processes are started with PR_SET_PDEATHSIG, which
+    fires when the *thread* that started them ends, so a thread that returned would take Ray down with it.
+    """
+    global _EARLY
+    with _INIT_LOCK:
+        if _EARLY is not None or ray.is_initialized():
+            return
+        done, started = _EARLY = threading.Event(), []
+
+    def start() -> None:
+        try:
+            started.append(_start_ray())
+        finally:
+            done.set()
+        threading.Event().wait()  # see the docstring: this thread must outlive Ray's processes
+
+    threading.Thread(target=start, name="ray-start", daemon=True).start()
+
+
 def init_ray() -> bool:
-    """Start a local Ray instance sized to this machine unless one runs; True if this call started it."""
+    """Start a local Ray instance sized to this machine unless one runs (or wait for the one
+    ``start_ray_early`` is starting); True if it was started for this driver, which then shuts it down."""
+    global _EARLY
+    with _INIT_LOCK:
+        early, _EARLY = _EARLY, None
+    if early is not None:
+        done, started = early
+        done.wait()
+        if started:
+            return started[0]
+        # the early start failed (its error is in the log): start here, in the driver's own thread
+    return _start_ray()
+
+
+def _start_ray() -> bool:
     for key, value in _RAY_ENV.items():
         os.environ.setdefault(key, value)
     if ray.is_initialized():
         return False
+    logging.getLogger("ray._private.worker").addFilter(_SignalWarningFilter())
+    # Only what the driver needs: no dashboard, no log forwarding (trials log into their directories),
+    # this machine's cores (the trials' proxies ask for 0.001 CPU each; the jobs run elsewhere).
     ray.init(
         address="local",
         num_cpus=os.cpu_count() or 1,
@@ -116,6 +169,9 @@ def init_ray() -> bool:
         logging_level=logging.WARNING,
         log_to_driver=False,
         configure_logging=True,
+        # no idle workers started ahead for the driver (one per CPU, ~2 s of CPU each on 2 cores): a trial's
+        # proxy gets its worker when Tune starts it, and Ray's start-up competes less with the driver's own
+        _system_config={"prestart_worker_first_driver": False},
     )
     return True
 

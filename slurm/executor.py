@@ -16,8 +16,10 @@ in each case the job keeps its id, and the trainer resumes from the trial direct
 checkpoint. A cancel (``scancel``) also sends SIGTERM: because the checkpoint signal is pinned to SIGUSR2 (not
 ``SUBMITIT_PREEMPT_SIGNAL=TERM``), a cancel is never turned into a requeue.
 
-State, reason and restart count come from SLURM (``scontrol``, then ``sacct``; ``slurm.queries``), not from
-submitit's result files. Each executor writes into a fresh submitit folder under its ``folder``: job ids start
+State, reason and restart count come from SLURM, not from submitit's result files: one watcher per sweep
+(``slurm.watcher``) asks ``squeue --me`` (then ``sacct``) for all of the sweep's jobs once per
+``executor.slurm.poll_seconds``, and every handle reads its snapshot; many jobs are cancelled with one ``scancel``
+(``SlurmExecutor.cancel_all``). Each executor writes into a fresh submitit folder under its ``folder``: job ids start
 again at 1 when a cluster's state is wiped, and a stale ``<id>_result.pkl`` must never describe a new job.
 """
 
@@ -41,7 +43,8 @@ from submitit.core.utils import FailedJobError
 from orchestrator.config import ExecutorSpec, ResourcesSpec
 from orchestrator.executors import JobState
 from slurm.params import PREEMPT_SIGNAL, sbatch_options, slurm_parameters
-from slurm.queries import JobInfo, SlurmQueryError, query_job, run_slurm_command
+from slurm.queries import JobInfo, SlurmQueryError, query_job
+from slurm.watcher import SlurmWatcher, watcher_for
 
 __all__ = ["SlurmExecutor", "SlurmJobHandle", "never_starts"]
 
@@ -79,22 +82,23 @@ def _one_line(text: str) -> str:
 
 
 class SlurmJobHandle:
-    """One trial's SLURM job. ``state()`` asks SLURM at most every ``poll_interval`` seconds."""
+    """One trial's SLURM job. ``state()`` reads the sweep's watcher snapshot (no SLURM call of its own)."""
 
-    def __init__(self, job_id: str, log_path: Path, *, poll_interval: float = 2.0,
+    def __init__(self, job_id: str, log_path: Path, watcher: SlurmWatcher | None, *,
                  rejected: str | None = None) -> None:
         self._job_id = job_id
         self._log_path = Path(log_path)
-        self._poll_interval = poll_interval
+        self._watcher = watcher
         self._created = time.monotonic()
-        self._last_poll = -float("inf")
         self._state = JobState.PENDING
         self._final: JobState | None = None
         self._reason: str | None = rejected
         self._restarts = 0
         self._never: tuple[str, float] | None = None  # (never-start reason, when first seen)
-        if rejected is not None:
+        if rejected is not None or watcher is None:
             self._final = JobState.FAILED
+        else:
+            watcher.register(job_id)
 
     def __repr__(self) -> str:
         return f"SlurmJobHandle(job_id={self._job_id!r}, state={self._state.value})"
@@ -114,17 +118,12 @@ class SlurmJobHandle:
         return self._restarts
 
     def state(self) -> JobState:
-        if self._final is not None:
-            return self._final
+        if self._final is not None or self._watcher is None:
+            return self._final or self._state
         now = time.monotonic()
-        if now - self._last_poll < self._poll_interval:
+        seen, info = self._watcher.lookup(self._job_id)
+        if not seen:
             return self._state
-        try:
-            info = query_job(self._job_id)
-        except SlurmQueryError as exc:  # a slow or restarting controller: keep the last known state
-            logger.warning("SLURM job %s: state unknown for now (%s)", self._job_id, exc)
-            return self._state
-        self._last_poll = now
         if info is None:
             if now - self._created > _UNKNOWN_GRACE_S:
                 self._finish(JobState.FAILED, f"SLURM job {self._job_id} is unknown to slurmctld and to sacct")
@@ -182,31 +181,27 @@ class SlurmJobHandle:
         return self._reason
 
     def _cancel_quietly(self) -> None:
-        proc = run_slurm_command(["scancel", self._job_id])
-        if proc.returncode != 0 and "already completing or completed" not in proc.stderr:
-            logger.warning("scancel %s: %s", self._job_id, proc.stderr.strip())
-
-    def _in_queue(self) -> bool:
-        """Still listed by squeue (pending, running, or completing: its processes are not gone yet)."""
-        proc = run_slurm_command(["squeue", "--noheader", "--jobs", self._job_id, "--format", "%T"])
-        return proc.returncode == 0 and bool(proc.stdout.strip())
+        if self._watcher is not None:
+            self._watcher.cancel([self._job_id], wait_s=0)
 
     def cancel(self) -> None:
-        """``scancel`` the job and wait until squeue no longer lists it (its processes are gone)."""
-        if not self._job_id.isdigit():  # refused by sbatch: there is no job
+        """``scancel`` the job and wait until SLURM no longer lists it as pending, running or completing."""
+        if self._watcher is None or not self._job_id.isdigit():  # refused by sbatch: there is no job
             return
-        if self._final is not None and self._final != JobState.CANCELLED and not self._in_queue():
+        if self._final is not None and self._final != JobState.CANCELLED and self._watcher_says_gone():
             return
-        self._cancel_quietly()
-        deadline = time.monotonic() + _CANCEL_WAIT_S
-        while self._in_queue():
-            if time.monotonic() > deadline:
-                logger.warning("SLURM job %s still in squeue %.0f s after scancel", self._job_id, _CANCEL_WAIT_S)
-                break
-            time.sleep(0.5)
-        self._last_poll = -float("inf")
-        if self.state() != JobState.CANCELLED and not self.state().is_terminal:
+        if self._watcher.cancel([self._job_id], wait_s=_CANCEL_WAIT_S):
+            logger.warning("SLURM job %s still listed %.0f s after scancel", self._job_id, _CANCEL_WAIT_S)
+        self.cancelled()
+
+    def cancelled(self) -> None:
+        """Take the job as ended by a cancel (``SlurmExecutor.cancel_all`` did it) unless it ended otherwise."""
+        if not self.state().is_terminal:
             self._finish(JobState.CANCELLED, f"SLURM job {self._job_id} cancelled")
+
+    def _watcher_says_gone(self) -> bool:
+        seen, info = self._watcher.lookup(self._job_id) if self._watcher is not None else (True, None)
+        return seen and (info is None or _STATES.get(info.state, JobState.RUNNING).is_terminal)
 
 
 def _clean_environment() -> dict[str, str]:
@@ -245,14 +240,18 @@ class SlurmExecutor:
     def __init__(self, folder: Path, settings: ExecutorSpec, *, poll_interval: float | None = None) -> None:
         self.folder = Path(folder).resolve()
         self.settings = settings
-        self.poll_interval = float(os.environ.get("CONVSWEEP_SLURM_POLL_S", "2")) if poll_interval is None \
-            else poll_interval
+        self.poll_interval = settings.slurm.poll_seconds if poll_interval is None else poll_interval
         self._known_options = sbatch_options()  # refuses unknown additional_parameters before any submission
         slurm_parameters(settings.slurm, ResourcesSpec(), name="check", known_options=self._known_options)
         self._submitit_folder: Path | None = None
 
     def __repr__(self) -> str:
         return f"SlurmExecutor(folder={str(self.folder)!r})"
+
+    @property
+    def watcher(self) -> SlurmWatcher:
+        """The one watcher of this folder's jobs in this process (see ``slurm.watcher``)."""
+        return watcher_for(self.folder, self.poll_interval)
 
     @property
     def submitit_folder(self) -> Path:
@@ -273,8 +272,8 @@ class SlurmExecutor:
         except FailedJobError as exc:
             reason = f"sbatch refused job {name!r}: {_sbatch_error(exc)}"
             logger.error("%s", reason)
-            return SlurmJobHandle("rejected", self.submitit_folder / "rejected.log", rejected=reason)
-        handle = SlurmJobHandle(submitted.job_id, submitted.paths.stdout, poll_interval=self.poll_interval)
+            return SlurmJobHandle("rejected", self.submitit_folder / "rejected.log", None, rejected=reason)
+        handle = SlurmJobHandle(submitted.job_id, submitted.paths.stdout, self.watcher)
         logger.info("SLURM job %s (%s): %d node(s) x %d process(es), %d GPU(s) per node", handle.job_id, name,
                     resources.nodes, resources.tasks_per_node, resources.gpus_per_node)
         return handle
@@ -301,18 +300,31 @@ class SlurmExecutor:
                                f"{_one_line(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else '?')}")
         job_id = proc.stdout.strip().split(";")[0]
         logger.info("driver job %s (%s): log %s", job_id, name, log_path)
-        return SlurmJobHandle(job_id, log_path, poll_interval=self.poll_interval)
+        return SlurmJobHandle(job_id, log_path, self.watcher)
 
     def attach(self, job_id: str) -> SlurmJobHandle | None:
         """The handle of a job an earlier driver submitted from this folder, while SLURM still holds it."""
         if not job_id.isdigit():
             return None
+        seen, info = self.watcher.lookup(job_id)  # a job of this sweep the watcher follows: no query of its own
         try:
-            info = query_job(job_id)
+            info = info if seen and info is not None and info.std_out else query_job(job_id)
         except SlurmQueryError as exc:
             logger.warning("cannot look up SLURM job %s: %s", job_id, exc)
             return None
         # Only a job whose log is in our folder is ours: ids repeat after a cluster's state is wiped.
         if info is None or info.std_out is None or not Path(info.std_out).resolve().is_relative_to(self.folder):
             return None
-        return SlurmJobHandle(job_id, Path(info.std_out), poll_interval=self.poll_interval)
+        return SlurmJobHandle(job_id, Path(info.std_out), self.watcher)
+
+    def start_watching(self) -> None:
+        """Make this process the sweep's SLURM poller (the driver: it lives as long as the sweep)."""
+        self.watcher.start()
+
+    def cancel_all(self, handles: list[SlurmJobHandle]) -> None:
+        """End many jobs with one ``scancel`` and wait until SLURM lists none of them."""
+        left = self.watcher.cancel([h.job_id for h in handles], wait_s=_CANCEL_WAIT_S)
+        if left:
+            logger.warning("SLURM job(s) %s still listed %.0f s after scancel", ", ".join(left), _CANCEL_WAIT_S)
+        for handle in handles:
+            handle.cancelled()

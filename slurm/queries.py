@@ -1,4 +1,5 @@
-"""What SLURM says about one job: ``scontrol show job`` while slurmctld holds it, ``sacct`` after that.
+"""What SLURM says about jobs: ``scontrol show job`` (one job) or ``squeue --me`` (all of the user's jobs, one
+RPC) while slurmctld holds them, ``sacct`` after that.
 
 slurmctld answers for pending, running and recently ended jobs (``MinJobAge``) and knows the pending
 ``Reason``, the restart count and the log path; the accounting database answers for everything older.
@@ -12,9 +13,10 @@ import re
 import subprocess
 from dataclasses import dataclass
 
-__all__ = ["JobInfo", "SlurmQueryError", "query_job", "run_slurm_command"]
+__all__ = ["JobInfo", "SlurmQueryError", "query_job", "run_slurm_command", "sacct_jobs", "squeue_jobs"]
 
 _TIMEOUT_S = 30.0
+_JOB_ID = re.compile(r"^\d+$")
 
 
 class SlurmQueryError(RuntimeError):
@@ -30,7 +32,7 @@ class JobInfo:
     restarts: int  # how many times the job was requeued (scontrol requeue, preemption, submitit's timeout)
     nodes: str | None
     std_out: str | None  # the batch script's stdout path; only known while slurmctld holds the job
-    source: str  # "scontrol" | "sacct"
+    source: str  # "scontrol" | "squeue" | "sacct"
 
 
 def run_slurm_command(args: list[str], timeout: float = _TIMEOUT_S) -> subprocess.CompletedProcess[str]:
@@ -69,31 +71,71 @@ def _from_scontrol(job_id: str) -> JobInfo | None:
     )
 
 
-def _from_sacct(job_id: str) -> JobInfo | None:
+def sacct_jobs(job_ids: list[str]) -> dict[str, JobInfo]:
+    """What the accounting database knows about ``job_ids``, in one ``sacct`` call; unknown ids are absent."""
+    if not job_ids:
+        return {}
     proc = run_slurm_command(
-        ["sacct", "--noheader", "--parsable2", "--allocations", "--duplicates", "--jobs", job_id,
+        ["sacct", "--noheader", "--parsable2", "--allocations", "--duplicates", "--jobs", ",".join(job_ids),
          "--format", "JobID,State,ExitCode,Reason,NodeList"]
     )
     if proc.returncode != 0:
-        raise SlurmQueryError(f"sacct -j {job_id}: {proc.stderr.strip() or proc.returncode}")
-    rows = [line.split("|") for line in proc.stdout.splitlines() if line.strip()]
-    rows = [r for r in rows if len(r) >= 5 and r[0] == job_id]
-    if not rows:
-        return None
-    _, state, exit_code, reason, nodes = rows[-1][:5]  # the latest start of the job comes last
-    return JobInfo(
-        job_id=job_id,
-        state=state.split()[0],  # "CANCELLED by 0" -> "CANCELLED"
-        reason=_none(reason),
-        exit_code=_none(exit_code),
-        restarts=len(rows) - 1,
-        nodes=_none(nodes),
-        std_out=None,
-        source="sacct",
-    )
+        raise SlurmQueryError(f"sacct -j {','.join(job_ids)[:80]}: {proc.stderr.strip() or proc.returncode}")
+    starts: dict[str, list[list[str]]] = {}
+    for line in proc.stdout.splitlines():
+        row = line.split("|")
+        if len(row) >= 5 and row[0] in job_ids:
+            starts.setdefault(row[0], []).append(row)
+    infos = {}
+    for job_id, rows in starts.items():
+        _, state, exit_code, reason, nodes = rows[-1][:5]  # the latest start of the job comes last
+        infos[job_id] = JobInfo(
+            job_id=job_id,
+            state=state.split()[0],  # "CANCELLED by 0" -> "CANCELLED"
+            reason=_none(reason),
+            exit_code=_none(exit_code),
+            restarts=len(rows) - 1,
+            nodes=_none(nodes),
+            std_out=None,
+            source="sacct",
+        )
+    return infos
 
 
-_JOB_ID = re.compile(r"^\d+$")
+def _from_sacct(job_id: str) -> JobInfo | None:
+    return sacct_jobs([job_id]).get(job_id)
+
+
+# squeue's long format: "Field:suffix" appends the suffix, so "|" separates the columns (StdOut, a path, last).
+_SQUEUE_FIELDS = ("JobID", "State", "Reason", "RestartCnt", "exit_code", "NodeList", "STDOUT")
+_SQUEUE_FORMAT = ",".join(f"{f}:|" for f in _SQUEUE_FIELDS[:-1]) + f",{_SQUEUE_FIELDS[-1]}:"
+
+
+def squeue_jobs() -> dict[str, JobInfo]:
+    """Every job of this user that slurmctld holds (pending, running, or ended within ``MinJobAge``), in one
+    ``squeue`` call: one RPC to slurmctld however many jobs there are."""
+    proc = run_slurm_command(["squeue", "--me", "--states=all", "--noheader", "--Format", _SQUEUE_FORMAT])
+    if proc.returncode != 0:
+        raise SlurmQueryError(f"squeue --me: {proc.stderr.strip() or proc.returncode}")
+    infos = {}
+    for line in proc.stdout.splitlines():
+        row = [cell.strip() for cell in line.split("|", len(_SQUEUE_FIELDS) - 1)]
+        if len(row) != len(_SQUEUE_FIELDS) or not _JOB_ID.match(row[0]):
+            continue  # array and heterogeneous jobs ("12_3", "12+1") are none of ours
+        job_id, state, reason, restarts, exit_code, nodes, std_out = row
+        infos[job_id] = JobInfo(
+            job_id=job_id,
+            state=state.split()[0],
+            reason=_none(reason),
+            exit_code=_none(exit_code),
+            restarts=int(restarts) if restarts.isdigit() else 0,
+            nodes=_none(nodes),
+            # squeue prints the --output pattern as given; sbatch expands %j to the id (submitit uses only %j)
+            std_out=_none(std_out.replace("%j", job_id)) if std_out else None,
+            source="squeue",
+        )
+    return infos
+
 
 
 def query_job(job_id: str) -> JobInfo | None:

@@ -6,6 +6,7 @@ DIR="${CONVSWEEP_SLURM_DIR:-/tmp/convsweep-slurm}"
 CLUSTER="${CONVSWEEP_SLURM_CLUSTER:-convsweep}"
 PORT_BASE="${CONVSWEEP_SLURM_PORT_BASE:-16817}"   # slurmctld, slurmdbd, node1, node2 = base .. base+3
 GPUS_PER_NODE="${CONVSWEEP_SLURM_GPUS:-4}"
+# CPUs per node: CONVSWEEP_SLURM_CPUS (default: this machine's, nproc), read by start.sh
 NODES=(node1 node2)
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PATH="$PATH:/usr/sbin:/sbin"

@@ -30,7 +30,7 @@ record() {
 
 render() {  # render TEMPLATE OUT: substitute @VARS@
     local mem cpus
-    cpus="$(nproc)"
+    cpus="${CONVSWEEP_SLURM_CPUS:-$(nproc)}"  # more than the machine has: a load test's fake CPUs
     # 90% of what slurmd detects: a node configured with more memory than it has is drained.
     mem="$(slurmd -C | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')"
     mem=$((mem * 9 / 10))

@@ -70,6 +70,25 @@ def test_render_plan_table():
     assert isinstance(plan(spec), Plan)
 
 
+def test_a_long_plan_is_plain_aligned_text_with_every_trial():
+    """Past RICH_TABLE_MAX_ROWS rows the plan is laid out without rich's per-cell measuring (10,000 rows took
+    ~25 s to print): the same columns, one line per trial, the summary last."""
+    from orchestrator.plan import RICH_TABLE_MAX_ROWS
+
+    spec = sweep(seeds=list(range(RICH_TABLE_MAX_ROWS // 4 + 1)))
+    p = plan(spec)
+    assert p.n_trials > RICH_TABLE_MAX_ROWS
+    console = Console(record=True, width=300)
+    console.print(render_plan(p))
+    lines = console.export_text().splitlines()
+    assert lines[0] == f"p: {p.n_trials} trials" and lines[-1] == p.summary()
+    assert lines[1].split() == ["#", "trial_key", "model", "layer.method", "seed", "world", "epochs", "GPU-h"]
+    body = lines[3:-1]
+    assert [line.split()[:2] for line in body] == [[str(i), r.trial_key] for i, r in enumerate(p.rows)]
+    assert body[-1].split()[2:] == ["resnet56", "gmconv", str(p.rows[-1].seed), "1", "3", "?"]
+    assert len({line.index(r.trial_key) for line, r in zip(body, p.rows)}) == 1  # the columns line up
+
+
 def test_plan_of_given_trials():
     spec = sweep()
     trials = expand(spec)[:3]

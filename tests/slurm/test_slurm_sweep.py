@@ -35,7 +35,7 @@ grid:
   layer.method: {methods}
 seeds: [0]
 resources: {{nodes: 1, gpus_per_node: 0, processes_per_node: 1, cpus_per_process: 1}}
-executor: {{kind: local, slurm: {{time: "00:10:00"}}}}
+executor: {{kind: local, slurm: {{time: "00:10:00", poll_seconds: 2}}}}
 tune: {{max_concurrent_trials: 2}}
 """
 

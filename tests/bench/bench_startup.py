@@ -1,0 +1,76 @@
+"""From ``convsweep sweep`` to the first training step of a one-trial local sweep (goal: <= 10 s).
+
+Runs the real CLI in a fresh process (as a user would) on a one-trial sweep (ResNet-20 on digits, one step,
+world size 1, local executor with warm start), and prints, per repeat: the wall time from launching the
+command to the start of the trial's first step (the metrics line's mtime minus its epoch_seconds), to the
+command's exit, and the driver's own account of its start-up (the ``startup:`` lines it logs at DEBUG level:
+when Ray was up, when the first trial's job was submitted).
+
+Run:  cd /work/main && .venv/bin/python tests/bench/bench_startup.py [--repeats 3] [--code DIR]
+(``--code DIR`` measures another checkout of the package, e.g. a ``git archive main`` copy, for before/after.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+GOAL_SECONDS = 10.0
+
+
+def measure(code: Path) -> dict[str, float]:
+    work = Path(tempfile.mkdtemp(prefix="bench-startup-"))
+    sweep = work / "startup.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "name": "bench-startup",
+        "tracking": {"uri": f"sqlite:///{work / 'mlruns.db'}"},
+        "storage": {"root": str(work / "runs")},
+        "base": {"model": "resnet20", "dataset": {"name": "digits", "backend": "pytorch", "num_workers": 0},
+                 "recipe": {"epochs": 1, "batch_size": 8, "max_steps_per_epoch": 1}},
+        "seeds": [0],
+        "resources": {"processes_per_node": 1},
+        "tune": {"max_concurrent_trials": 1, "max_failures": 0},
+    }))  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    start = time.time()
+    done = subprocess.run([sys.executable, "-m", "orchestrator.cli", "sweep", str(sweep)], cwd=work, env=env,
+                          capture_output=True, text=True, check=False)
+    end = time.time()
+    if done.returncode != 0:
+        raise RuntimeError(f"convsweep sweep failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    (trial,) = [p for p in (work / "runs" / "bench-startup").iterdir() if (p / "metrics.jsonl").exists()]
+    metrics = trial / "metrics.jsonl"
+    seconds = float(json.loads(metrics.read_text().splitlines()[0])["epoch_seconds"])
+    return {"first_step": os.path.getmtime(metrics) - seconds - start, "exit": end - start,
+            "submitted": os.path.getmtime(trial / "job.json") - start}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--code", type=Path, default=Path(__file__).resolve().parents[2],
+                        help="the checkout whose orchestrator to run (default: this one)")
+    args = parser.parse_args()
+    print(f"start-up benchmark: one-trial local sweep, code {args.code} ({os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f} at start)")
+    rows = [measure(args.code.resolve()) for _ in range(args.repeats)]
+    for label, key in (("launch -> job submitted [s]", "submitted"), ("launch -> first training step [s]",
+                                                                      "first_step"), ("launch -> exit [s]", "exit")):
+        values = [row[key] for row in rows]
+        print(f"  {label:36s} " + " ".join(f"{v:7.2f}" for v in values) + f"   median {sorted(values)[len(values) // 2]:6.2f}")
+    best = sorted(row["first_step"] for row in rows)[len(rows) // 2]
+    print(f"  first step, median / goal of {GOAL_SECONDS:.0f} s: {best / GOAL_SECONDS:.2f}")
+    print(f"  load average at the end: {os.getloadavg()[0]:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
