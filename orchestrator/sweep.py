@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.config import SweepSpec, TrialSpec
-from orchestrator.executors import available_executors
+from orchestrator.executors import available_executors, get_executor
 from orchestrator.expand import expand
 from orchestrator.progress import SweepProgress
 from orchestrator.proxy import TrialContext, stopping_marker
