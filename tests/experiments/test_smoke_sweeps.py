@@ -30,9 +30,23 @@ SOURCE = {"gmconv_table4_rotation": "gmconv_table2_imagenet"}
 
 
 @pytest.fixture(scope="module")
-def place(tmp_path_factory):
+def place(tmp_path_factory, ray_once):
     root = tmp_path_factory.mktemp("smoke")
     return root / "runs", f"sqlite:///{root / 'mlruns.db'}"
+
+
+@pytest.fixture(scope="module")
+def ray_once():
+    """One Ray cluster for the module's dozen sweeps: each would otherwise start and stop its own (seconds
+    each); the driver uses a running one and leaves it running."""
+    import ray
+
+    from orchestrator.tune import init_ray
+
+    started = init_ray()
+    yield
+    if started:
+        ray.shutdown()
 
 
 def _sweep(stem: str, root: Path, uri: str) -> int:
