@@ -53,8 +53,10 @@ def recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         if i == 5:
             tracker.end(run_id, "KILLED")
             continue
-        tracker.log_summary(run_id, {"best_val_top1": 10.0 * i + 4.5, "final_val_top1": 10.0 * i + 4.5,
-                                     "best_epoch": 3})
+        summary = {"epochs": 3, "best_val_top1": 10.0 * i + 4.5, "final_val_top1": 10.0 * i + 4.5, "best_epoch": 3}
+        tracker.log_summary(run_id, summary)
+        td.write_summary(summary)  # the folder as a finished job leaves it (a table leaves out what it contradicts)
+        td.mark_done()
         tracker.end(run_id, "FINISHED")
     return path
 
