@@ -4,7 +4,8 @@ A trial's key hashes what the trial computes, not the sweep it belongs to, so sw
 keys: half of GMConv Table 3's trials are Table 2's, half of Fig. 6's are Table 1's. Before a sweep runs, each
 of its trials that has no run and no directory of its own yet is looked up by key in every experiment of the
 store; a FINISHED training run whose trial directory is DONE on disk (its checkpoints are what evaluation
-sweeps and ``convsweep logs`` read) is its source. The trial is then recorded in this sweep as
+sweeps and ``convsweep logs`` read) and holds the analyses this trial asks for (``analysis``: ERF, learned
+shapes) is its source. The trial is then recorded in this sweep as
 
 - a trial directory that is a symbolic link to the source's, so ``status``, ``logs`` and evaluation sweeps
   read it like any other (nothing is copied; nothing writes into it, the trial being settled);
@@ -85,11 +86,23 @@ def find_sources(spec: SweepSpec, trials: list[TrialSpec], client: Any | None = 
             if tags.get(f"{TAG}kind", "train") != "train" or REUSED_FROM_RUN in tags:
                 continue  # a link is not a source: its source is found directly
             folder = tags.get(f"{TAG}trial_dir")
-            if folder and TrialDir(folder).is_done:
+            if folder and TrialDir(folder).is_done and _has_analyses(TrialDir(folder), trial):
                 found[trial.trial_key] = SourceRun(run.info.run_id, tags.get(f"{TAG}sweep", "?"),
                                                    run.info.experiment_id, Path(folder))
                 break
     return found
+
+
+def _has_analyses(source: TrialDir, trial: TrialSpec) -> bool:
+    """Whether the source recorded the analyses ``trial`` asks for: they are not part of a trial's key (they
+    read the model, they do not train it), so a trial trained without them is no stand-in for one with them."""
+    if trial.analysis == type(trial.analysis)():
+        return True
+    try:
+        recorded = source.read_spec().get("analysis") or {}
+    except (OSError, ValueError):
+        return False
+    return recorded == trial.analysis.model_dump(mode="json")
 
 
 def _all_experiments(client: Any) -> list[Any]:

@@ -18,7 +18,7 @@ from orchestrator.sweepfile import load_sweep
 from orchestrator.tables import sweep_table
 from orchestrator.trialdir import TrialDir
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.timeout(600)]
 
 
 def _write(folder: Path, name: str, methods: list[str]) -> Path:
@@ -51,6 +51,7 @@ def _history(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, flo
     return {k: sorted((m.step, m.value) for m in client.get_metric_history(run_id, k)) for k in run.data.metrics}
 
 
+@pytest.mark.slow
 def test_a_trial_finished_in_one_sweep_is_linked_not_trained_in_another(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -110,3 +111,31 @@ def test_a_trial_finished_in_one_sweep_is_linked_not_trained_in_another(
     assert sorted(r.data.tags["convsweep.trial_key"] for r in runs_after) == sorted(runs)  # one run per key
     assert all(REUSED_FROM_RUN not in r.data.tags for r in runs_after)
     assert json.loads((own.path / "spec.json").read_text())["sweep"] == "reuse-second"
+
+
+def test_a_trial_asking_for_analyses_is_not_reused_from_one_trained_without_them(tmp_path: Path) -> None:
+    """Analyses are not part of a trial's key (asking for one keeps the trials already run in their own sweep),
+    but a trial recorded elsewhere without the ERF is no stand-in for one that asks for it."""
+    from orchestrator.reuse import find_sources
+    from orchestrator.tracking import Tracker
+
+    first = load_sweep(_write(tmp_path, "plain", ["stdconv"]))
+    (trial,) = expand(first)
+    td = TrialDir.for_trial(first.storage.root, first.name, trial.trial_key)
+    td.create()
+    td.write_spec(trial.model_dump(mode="json"))
+    run_id = Tracker(first.tracking.uri, first.experiment, first.name).ensure_run(trial, td, executor="local", git="g")
+    td.write_summary({"epochs": 2, "best_val_top1": 50.0})
+    td.mark_done()
+    MlflowClient(first.tracking.uri).set_terminated(run_id, "FINISHED")
+
+    same = load_sweep(_write(tmp_path, "same", ["stdconv"]))
+    assert {k: s.sweep for k, s in find_sources(same, expand(same)).items()} == {trial.trial_key: "plain"}
+    data = yaml.safe_load((tmp_path / "same.yaml").read_text())
+    data["name"] = "with-erf"
+    data["base"]["analysis"] = {"erf": {"stage": "layers.1", "images": 4}}
+    (tmp_path / "with-erf.yaml").write_text(yaml.safe_dump(data))
+    with_erf = load_sweep(tmp_path / "with-erf.yaml")
+    (asking,) = expand(with_erf)
+    assert asking.trial_key == trial.trial_key  # the same computation...
+    assert find_sources(with_erf, [asking]) == {}  # ...but not the same record
