@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.config import SweepSpec, TrialSpec
-from orchestrator.tracking import TAG, Tracker
+from orchestrator.tracking import TAG, Tracker, absolute_tracking_uri
 from orchestrator.trialdir import TrialDir
 
 __all__ = ["SourceRun", "find_sources", "link_path", "link_reused", "reuse_finished", "unlink_reused", "REUSED_FROM_RUN", "REUSED_FROM_SWEEP"]
@@ -68,7 +68,9 @@ def find_sources(spec: SweepSpec, trials: list[TrialSpec], client: Any | None = 
     if client is None:
         from mlflow.tracking import MlflowClient
 
-        client = MlflowClient(tracking_uri=spec.tracking.uri)
+        # absolute: MLflow keeps one store per URI string, so a relative SQLite path would stay bound to
+        # the folder this process first opened it in
+        client = MlflowClient(tracking_uri=absolute_tracking_uri(spec.tracking.uri))
     experiments = [e.experiment_id for e in _all_experiments(client)]
     if not experiments:
         return {}
