@@ -22,13 +22,17 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.config import SweepSpec, TrialSpec
-from orchestrator.tracking import TAG, Tracker, absolute_tracking_uri
+from orchestrator.trackingstore import TAG, absolute_tracking_uri, sqlite_path
 from orchestrator.trialdir import TrialDir
+
+if TYPE_CHECKING:  # MLflow is imported only once a store is known to exist: `plan` without one stays light
+    from orchestrator.tracking import Tracker
 
 __all__ = ["SourceRun", "find_sources", "link_path", "link_reused", "reuse_finished", "unlink_reused", "REUSED_FROM_RUN", "REUSED_FROM_SWEEP"]
 
@@ -51,10 +55,8 @@ class SourceRun:
 
 def _store_exists(uri: str) -> bool:
     """False for a SQLite file that is not there yet: looking into it would create it."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and uri != prefix + ":memory:":
-        return Path(uri[len(prefix):]).exists()
-    return True
+    path = sqlite_path(uri)
+    return path is None or path.exists()
 
 
 def find_sources(spec: SweepSpec, trials: list[TrialSpec], client: Any | None = None) -> dict[str, SourceRun]:
@@ -107,28 +109,26 @@ def _has_analyses(source: TrialDir, trial: TrialSpec) -> bool:
     return recorded == trial.analysis.model_dump(mode="json")
 
 
-def _all_experiments(client: Any) -> list[Any]:
+def _every_page(search: Callable[[str | None], Any]) -> list[Any]:
+    """All results of a paged MLflow search (``search(page_token)`` returns a page with ``.token``)."""
     out: list[Any] = []
     token = None
     while True:
-        page = client.search_experiments(max_results=1000, page_token=token)
+        page = search(token)
         out.extend(page)
         token = page.token
         if not token:
             return out
+
+
+def _all_experiments(client: Any) -> list[Any]:
+    return _every_page(lambda token: client.search_experiments(max_results=1000, page_token=token))
 
 
 def _search(client: Any, experiment_ids: list[str], query: str) -> list[Any]:
     """Active runs matching ``query``, oldest first (the run that trained a trial, should several hold it)."""
-    out: list[Any] = []
-    token = None
-    while True:
-        page = client.search_runs(experiment_ids, query, max_results=1000, order_by=["attributes.start_time ASC"],
-                                  page_token=token)
-        out.extend(page)
-        token = page.token
-        if not token:
-            return out
+    return _every_page(lambda token: client.search_runs(
+        experiment_ids, query, max_results=1000, order_by=["attributes.start_time ASC"], page_token=token))
 
 
 def link_path(spec: SweepSpec, trial_key: str) -> Path:

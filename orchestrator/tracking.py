@@ -24,14 +24,13 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.config import TrialSpec
 from orchestrator.metricnames import EPOCH_METRICS
-from orchestrator.trackingstore import bound_http_retries, is_unreachable_error
+from orchestrator.trackingstore import TAG, absolute_tracking_uri, bound_http_retries, is_unreachable_error
 from orchestrator.trialdir import TrialDir
 
 __all__ = ["Tracker", "git_commit", "absolute_tracking_uri", "EPOCH_METRICS", "TAG"]
 
 logger = logging.getLogger(__name__)
 
-TAG = "convsweep."
 # MLflow keeps tag values up to 8,000 characters; keep the error tag well inside it.
 _ERROR_TAIL_CHARS = 6000
 _BATCH = 100
@@ -47,15 +46,6 @@ def git_commit(cwd: str | Path | None = None) -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return out.stdout.strip() or "unknown"
-
-
-def absolute_tracking_uri(uri: str, base: str | Path | None = None) -> str:
-    """Pin a relative SQLite path to ``base`` (default: cwd), so processes with another cwd find the same file."""
-    prefix = "sqlite:///"
-    if not uri.startswith(prefix) or uri.startswith(prefix + "/") or uri == prefix + ":memory:":
-        return uri
-    path = Path(base or Path.cwd()) / uri[len(prefix) :]
-    return prefix + str(path.resolve())
 
 
 def _artifact_location(uri: str) -> str | None:

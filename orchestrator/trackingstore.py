@@ -22,10 +22,11 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 __all__ = [
-    "PROBE_SECONDS", "StoreUnreachable", "bound_http_retries", "is_unreachable_error", "require_store",
-    "unreachable_reason",
+    "PROBE_SECONDS", "TAG", "StoreUnreachable", "absolute_tracking_uri", "bound_http_retries", "is_unreachable_error",
+    "require_store", "sqlite_path", "unreachable_reason",
 ]  # fmt: skip
 
+TAG = "convsweep."  # prefix of every MLflow tag convsweep writes
 PROBE_SECONDS = 3.0
 # 3 retries with backoff factor 1: about 6 s on a refused connection, 20 s at most per attempt without answer
 _HTTP_BOUNDS = {
@@ -84,11 +85,30 @@ def _http_reason(uri: str, timeout: float) -> str | None:
         return exc.strerror or str(exc)
 
 
-def _sqlite_reason(uri: str) -> str | None:
+def absolute_tracking_uri(uri: str, base: str | Path | None = None) -> str:
+    """Pin a relative SQLite path to ``base`` (default: cwd), so processes with another cwd find the same file
+    (and MLflow, which keeps one store per URI string, opens the file meant)."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri.startswith(prefix + "/") or uri == prefix + ":memory:":
+        return uri
+    path = Path(base or Path.cwd()) / uri[len(prefix) :]
+    return prefix + str(path.resolve())
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The absolute file of a ``sqlite:///`` store; None for any other store (or an in-memory one)."""
+    if not uri.startswith("sqlite:"):
+        return None
     rest = uri.split(":", 1)[1]
     if not rest.startswith("///") or rest[3:] in ("", ":memory:"):
         return None
-    path = Path(os.path.abspath(rest[3:]))
+    return Path(os.path.abspath(rest[3:]))
+
+
+def _sqlite_reason(uri: str) -> str | None:
+    path = sqlite_path(uri)
+    if path is None:
+        return None
     if path.exists():
         if not path.is_file():
             return f"{path} is not a file"
