@@ -14,8 +14,9 @@ import yaml
 
 from orchestrator.cli import main
 from orchestrator.expand import expand
-from orchestrator.sweep import _record, prepare_sweep, sweep_dir
+from orchestrator.sweep import prepare_sweep
 from orchestrator.trialdir import TrialDir
+from recorded_sweep import record_trial_dirs
 
 
 def _sweep_file(tmp_path: Path, **changes: object) -> Path:
@@ -36,15 +37,9 @@ def _sweep_file(tmp_path: Path, **changes: object) -> Path:
 def recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[TrialDir]:
     """A recorded sweep with one trial directory per trial, each with a spec and one epoch."""
     monkeypatch.chdir(tmp_path)
-    spec = prepare_sweep(_sweep_file(tmp_path))
-    _record(spec, None)
-    dirs = []
-    for trial in expand(spec):
-        td = TrialDir.for_trial(spec.storage.root, spec.name, trial.trial_key)
-        td.create()
-        td.write_spec(trial.model_dump(mode="json"))
+    _, dirs = record_trial_dirs(_sweep_file(tmp_path))
+    for td in dirs:
         td.append_metrics({"epoch": 1, "epoch_seconds": 2.0})
-        dirs.append(td)
     return dirs
 
 

@@ -12,6 +12,7 @@ from orchestrator.cli import main
 from orchestrator.sweep import prepare_sweep, _record, sweep_dir
 from orchestrator.trialdir import TrialDir
 from orchestrator.expand import expand
+from recorded_sweep import record_trial_dirs
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "experiments" / "quickstart.yaml"
 
@@ -84,14 +85,7 @@ def test_unknown_sweep_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 def _record_fake_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[list[TrialDir], str]:
     """A recorded sweep whose trial directories are as a trainer leaves them: done, failed, midway, untouched."""
     monkeypatch.chdir(tmp_path)
-    spec = prepare_sweep(_small_sweep(tmp_path))
-    _record(spec, None)
-    dirs = []
-    for trial in expand(spec):
-        td = TrialDir.for_trial(spec.storage.root, spec.name, trial.trial_key)
-        td.create()
-        td.write_spec(trial.model_dump(mode="json"))
-        dirs.append(td)
+    spec, dirs = record_trial_dirs(_small_sweep(tmp_path))
     done, failed, midway = dirs
     for epoch in (1, 2, 3, 4):
         done.append_metrics({"epoch": epoch, "epoch_seconds": 2.0})
