@@ -9,7 +9,7 @@
 - CoC: the basic kernels (the trained ``weight``) and the effective kernels the conv really applies
   (``get_equivalent_kernel_bias``: super conv, LNs, skip), both ``(C_out, C_in/groups, k, k)``.
 
-Nothing here draws; ``orchestrator.shapes`` does. The model's mode, gradients and the dynamic layers'
+Nothing here draws; ``orchestrator.train.shapes`` does. The model's mode, gradients and the dynamic layers'
 ``last_sigma`` (what the per-epoch sigma log reads) are left as they were.
 """
 

@@ -121,43 +121,43 @@ def _load_any(name: str, root: str, profile: str | None = None, overrides: Seque
     A file is read up to its schema only (no data roots, model builds, executors or trial expansion): the
     table needs the spec, and must print on a machine without the data and without importing torch.
     """
-    from orchestrator.sweepfile import load_sweep
+    from orchestrator.spec.load import load_sweep
 
     if Path(name).is_file():
         return load_sweep(name, profile, overrides, check=False, trials=False), str(Path(name).resolve())
     if profile is not None or overrides:
         raise ValueError(f"--profile/--set: apply to a sweep FILE, not to the recorded sweep {name!r} "
                          f"(got profile={profile!r}, set={list(overrides)!r}; allowed: a sweep file path)")
-    from orchestrator.sweeprecord import load_recorded
+    from orchestrator.run.sweepdir import load_recorded
 
     return load_recorded(name, root)
 
 
 def _table_text(spec: object, source: str | None, fmt: str, tracking_uri: str | None = None,
                 runs_file: str | None = None) -> str:
-    from orchestrator.tables import render, sweep_table
+    from orchestrator.tables.build import render, sweep_table
 
     sweep_dir = Path(source).parent if source else None
     if runs_file is not None:
-        from orchestrator.export import read_export
-        from orchestrator.tables import sweep_table_from_export
+        from orchestrator.tables.export import read_export
+        from orchestrator.tables.build import sweep_table_from_export
 
         return render(sweep_table_from_export(spec, read_export(runs_file), sweep_dir=sweep_dir), fmt)
     return render(sweep_table(spec, sweep_dir=sweep_dir, tracking_uri=tracking_uri), fmt)
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from orchestrator.checks import validate_every_profile
-    from orchestrator.expand import expand
-    from orchestrator.sweepfile import load_sweep
+    from orchestrator.spec.checks import validate_every_profile
+    from orchestrator.spec.expand import expand
+    from orchestrator.spec.load import load_sweep
 
     if args.profile is None:  # the file as written and every profile in it
         spec = validate_every_profile(args.file, args.overrides)
     else:
         spec = load_sweep(args.file, args.profile, args.overrides)
     if not args.offline:
-        from orchestrator.checks import tracking_reachability_problems
-        from orchestrator.sweepfile import ConfigError
+        from orchestrator.spec.checks import tracking_reachability_problems
+        from orchestrator.spec.load import ConfigError
 
         problems = tracking_reachability_problems(spec)
         if problems:
@@ -168,8 +168,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from orchestrator.plan import render_plan
-    from orchestrator.sweepfile import ConfigError, load_sweep
+    from orchestrator.spec.plan import render_plan
+    from orchestrator.spec.load import ConfigError, load_sweep
 
     try:
         spec = load_sweep(args.file, args.profile, args.overrides)
@@ -181,7 +181,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         _err.print(f"warning: {str(exc).splitlines()[0]} (`plan` goes on; `sweep` needs the data)",
                    highlight=False, markup=False)
         spec = load_sweep(args.file, args.profile, args.overrides, check=False)
-    from orchestrator.expand import expand
+    from orchestrator.spec.expand import expand
 
     trials = expand(spec)
     reused = {} if args.no_reuse else _reused_trials(args.file, spec, trials)
@@ -190,8 +190,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _reused_trials(file: str, spec: Any, trials: list[Any]) -> dict[str, str]:
-    """Trial key -> the other sweep of the tracking store it finished in (``orchestrator.reuse``)."""
-    from orchestrator.reuse import find_sources
+    """Trial key -> the other sweep of the tracking store it finished in (``orchestrator.run.reuse``)."""
+    from orchestrator.run.reuse import find_sources
 
     try:
         return {key: run.sweep for key, run in find_sources(spec, trials).items()}
@@ -203,9 +203,9 @@ def _reused_trials(file: str, spec: Any, trials: list[Any]) -> dict[str, str]:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from orchestrator.cost import CALIBRATION_FILE, calibrate
-    from orchestrator.expand import expand
-    from orchestrator.sweepfile import load_sweep
+    from orchestrator.spec.cost import CALIBRATION_FILE, calibrate
+    from orchestrator.spec.expand import expand
+    from orchestrator.spec.load import load_sweep
 
     if args.steps < 1:
         raise ValueError(f"--steps: must be >= 1 (got {args.steps})")
@@ -219,8 +219,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 def _detach(args: argparse.Namespace) -> int:
     """Submit the driver itself as a small CPU job of the sweep's executor (SLURM), recorded in driver.json."""
-    from orchestrator.executors import get_executor
-    from orchestrator.sweep import _record, driver_job, prepare_sweep, record_driver_job, sweep_dir
+    from orchestrator.run.executors.base import get_executor
+    from orchestrator.run.driver import _record, driver_job, prepare_sweep, record_driver_job, sweep_dir
 
     spec = prepare_sweep(args.file, args.profile, args.overrides, args.executor)
     executor = get_executor(spec.executor, sweep_dir(spec) / "jobs")
@@ -248,7 +248,7 @@ def _detach(args: argparse.Namespace) -> int:
 
 
 def _print_result(result: object) -> int:
-    from orchestrator.sweep import SweepResult
+    from orchestrator.run.driver import SweepResult
 
     assert isinstance(result, SweepResult)
     spec = result.sweep
@@ -280,7 +280,7 @@ def _print_result(result: object) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from orchestrator.sweep import run_sweep
+    from orchestrator.run.driver import run_sweep
 
     if args.detach:
         return _detach(args)
@@ -290,7 +290,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from orchestrator.sweep import resume_sweep
+    from orchestrator.run.driver import resume_sweep
 
     result = resume_sweep(args.sweep, root=args.root, restart_errored=args.restart_errored,
                           show_progress=not args.no_progress and _err.is_terminal, reuse=not args.no_reuse)
@@ -298,7 +298,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from orchestrator.sweep import driver_job, load_recorded, status_rows
+    from orchestrator.run.driver import driver_job, load_recorded, status_rows
 
     rows = status_rows(args.sweep, args.root)
     spec = load_recorded(args.sweep, args.root)[0]
@@ -333,8 +333,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _undelivered(spec: object, done_keys: list[str]) -> list[str]:
     """Trials DONE on disk whose MLflow run is not FINISHED: a driver gave up on an unreachable store."""
-    from orchestrator.tracking import Tracker
-    from orchestrator.trackingstore import require_store
+    from orchestrator.track.tracker import Tracker
+    from orchestrator.track.store import require_store
 
     require_store(spec.tracking.uri, spec.name, "start it again (or fix it); `convsweep status` reads it")
     runs = Tracker(spec.tracking.uri, spec.experiment, spec.name).status_by_key()
@@ -342,7 +342,7 @@ def _undelivered(spec: object, done_keys: list[str]) -> list[str]:
 
 
 def _require_store_of(spec: object, name: str, uri: str | None) -> None:
-    from orchestrator.trackingstore import require_store
+    from orchestrator.track.store import require_store
 
     uri = uri or spec.tracking.uri
     require_store(uri, name, "start it (or fix it), or read another store with --tracking-uri; `convsweep table "
@@ -361,7 +361,7 @@ def _cmd_table(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from orchestrator.export import export_sweep
+    from orchestrator.tables.export import export_sweep
 
     spec, _ = _load_any(args.sweep, args.root, args.profile, args.overrides)
     _require_store_of(spec, args.sweep, args.tracking_uri)
@@ -371,7 +371,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_figure(args: argparse.Namespace) -> int:
-    from orchestrator.figures import sweep_figure
+    from orchestrator.tables.figures import sweep_figure
 
     if args.runs is not None and args.tracking_uri is not None:
         raise ValueError(f"--runs: reads the runs from {args.runs}, so --tracking-uri does not apply (got both; "
@@ -379,7 +379,7 @@ def _cmd_figure(args: argparse.Namespace) -> int:
     spec, source = _load_any(args.sweep, args.root, args.profile, args.overrides)
     runs = None
     if args.runs is not None:
-        from orchestrator.export import read_export
+        from orchestrator.tables.export import read_export
 
         runs = read_export(args.runs)
     try:
@@ -392,8 +392,8 @@ def _cmd_figure(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from orchestrator.report import write_report
-    from orchestrator.sweeprecord import sweep_dir
+    from orchestrator.tables.report import write_report
+    from orchestrator.run.sweepdir import sweep_dir
 
     spec, source = _load_any(args.sweep, args.root, args.profile, args.overrides)
     out = args.out or sweep_dir(spec) / "report.html"
@@ -408,7 +408,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
-    from orchestrator.sweep import cancel_sweep
+    from orchestrator.run.driver import cancel_sweep
 
     ended = cancel_sweep(args.sweep, args.root)
     _out.print(f"sweep {args.sweep}: driver stopped; {ended} job{'s' * (ended != 1)} ended", highlight=False)
@@ -416,8 +416,8 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def _cmd_logs(args: argparse.Namespace) -> int:
-    from orchestrator.sweep import load_recorded, sweep_dir
-    from orchestrator.trialdir import TrialDir
+    from orchestrator.run.driver import load_recorded, sweep_dir
+    from orchestrator.dirs.trialdir import TrialDir
 
     spec, _ = load_recorded(args.sweep, args.root)
     base = sweep_dir(spec)
@@ -455,7 +455,7 @@ def _subject(args: argparse.Namespace) -> str:
 
 def _error_line(exc: ValueError, args: argparse.Namespace) -> str:
     """``convsweep: <FILE or SWEEP>: <what is wrong>; <what to do>``, from a library error's first line."""
-    from orchestrator.sweepfile import ConfigError
+    from orchestrator.spec.load import ConfigError
 
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if text.startswith("convsweep: "):  # already the whole line (trackingstore.StoreUnreachable)
@@ -495,7 +495,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err.print("interrupted: `convsweep resume` continues the sweep", highlight=False)
         return 130
     except Exception as exc:  # noqa: BLE001 - the last resort: one line and the traceback kept in a file
-        from orchestrator.trackingstore import is_unreachable_error
+        from orchestrator.track.store import is_unreachable_error
 
         if not is_unreachable_error(exc):
             return _unexpected(args, exc)
@@ -506,7 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _unreachable_line(args: argparse.Namespace, exc: BaseException) -> str:
     import re
 
-    from orchestrator.trackingstore import advice
+    from orchestrator.track.store import advice
 
     url = re.search(r"API request to (\S+?)/api/", str(exc))
     uri = url.group(1) if url else "the tracking URI"

@@ -1,5 +1,5 @@
 """The ``slurm`` executor: each trial is one submitit job on a SLURM cluster (registered as ``slurm`` in the
-``convsweep.executors`` entry-point group; the protocol is ``orchestrator.executors``).
+``convsweep.executors`` entry-point group; the protocol is ``orchestrator.run.executors.base``).
 
 A trial's job has ``resources.nodes x tasks_per_node`` processes (one per GPU), placed by ``srun``; every
 process runs the pickled ``TrialJob`` and joins DDP from the SLURM environment (submitit's
@@ -40,8 +40,8 @@ from typing import Any
 import submitit
 from submitit.core.utils import FailedJobError
 
-from orchestrator.config import ExecutorSpec, ResourcesSpec
-from orchestrator.executors import JobState
+from orchestrator.spec.schema import ExecutorSpec, ResourcesSpec
+from orchestrator.run.executors.base import JobState
 from slurm.params import PREEMPT_SIGNAL, sbatch_options, slurm_parameters
 from slurm.queries import JobInfo, SlurmQueryError, query_job
 from slurm.watcher import SlurmWatcher, watcher_for

@@ -23,7 +23,7 @@ from typing import Any
 
 from submitit.slurm.slurm import _get_default_parameters
 
-from orchestrator.config import ResourcesSpec, SlurmSpec
+from orchestrator.spec.schema import ResourcesSpec, SlurmSpec
 
 __all__ = ["MANAGED_OPTIONS", "PREEMPT_SIGNAL", "sbatch_options", "slurm_parameters", "time_to_minutes"]
 

@@ -1,5 +1,5 @@
 """The direction of imports between the project's packages, read from the source (module-level and lazy
-imports alike): `layers` and `pipelines` import nothing of ours, Ray is imported by `orchestrator/tune.py`
+imports alike): `layers` and `pipelines` import nothing of ours, Ray is imported by `orchestrator/run/tune.py`
 alone, and no package's modules import each other in a cycle."""
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def test_ray_is_imported_by_the_tune_module_alone() -> None:
     importers = sorted({
         _module_name(f) for p in OURS for f in (REPO / p).rglob("*.py") if any(i.split(".")[0] == "ray" for i in _imports(f))
     })  # fmt: skip
-    assert importers == ["orchestrator.tune"], importers
+    assert importers == ["orchestrator.run.tune"], importers
 
 
 @pytest.mark.parametrize("package", ["layers", "pipelines"])

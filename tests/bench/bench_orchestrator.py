@@ -36,7 +36,7 @@ GOAL_SECONDS = 2.0
 
 
 def _measure(trials: int, concurrency: int, warm_start: bool = True) -> dict[str, float]:
-    from orchestrator.sweep import run_sweep
+    from orchestrator.run.driver import run_sweep
 
     work = Path(tempfile.mkdtemp(prefix="bench-orch-"))
     sweep_file = work / "bench.yaml"
@@ -76,7 +76,7 @@ def _measure(trials: int, concurrency: int, warm_start: bool = True) -> dict[str
 _IMPORT_PROBE = """
 import json, sys, time
 out = {}
-for name in ("torch", "layers", "pipelines", "orchestrator.trainer"):
+for name in ("torch", "layers", "pipelines", "orchestrator.train.trainer"):
     t = time.perf_counter()
     __import__(name)
     out[name] = time.perf_counter() - t
@@ -98,7 +98,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10)
     args = parser.parse_args()
-    from orchestrator.tune import init_ray
+    from orchestrator.run.tune import init_ray
 
     t0 = time.time()
     init_ray()

@@ -130,7 +130,7 @@ class PeakMemory:
 
 # -- one sweep ---------------------------------------------------------------------------------------------------
 def run_one(work: Path, n: int, args: argparse.Namespace) -> dict[str, float]:
-    from orchestrator.sweep import run_sweep
+    from orchestrator.run.driver import run_sweep
     from slurm.watcher import watcher_for
 
     name = f"bench-scale-{n}"

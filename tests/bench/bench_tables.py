@@ -75,8 +75,8 @@ def build_store(sweep_file: Path, runs: int) -> None:
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
-    from orchestrator.expand import expand
-    from orchestrator.sweepfile import load_sweep
+    from orchestrator.spec.expand import expand
+    from orchestrator.spec.load import load_sweep
 
     sweep = load_sweep(sweep_file, check=False)
     trials = expand(sweep)[:runs]
@@ -118,8 +118,8 @@ def build_store_by_copy(sweep_file: Path, runs: int) -> None:
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
-    from orchestrator.expand import expand
-    from orchestrator.sweepfile import load_sweep
+    from orchestrator.spec.expand import expand
+    from orchestrator.spec.load import load_sweep
 
     sweep = load_sweep(sweep_file, check=False)
     trials = expand(sweep)[:runs]
@@ -223,9 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             build_store(sweep_file, args.runs)
 
-    from orchestrator.expand import expand
-    from orchestrator.sweepfile import load_sweep
-    from orchestrator.tables import (build_table, expected_layout, fetch_records, fetch_runs, needed_keys, render,
+    from orchestrator.spec.expand import expand
+    from orchestrator.spec.load import load_sweep
+    from orchestrator.tables.build import (build_table, expected_layout, fetch_records, fetch_runs, needed_keys, render,
                                      sweep_table)
 
     sweep = load_sweep(sweep_file, check=False)

@@ -2,7 +2,7 @@
 metrics line per "epoch", a summary, DONE) without importing torch, so that what is measured is the driver.
 
 The driver's proxies submit it instead of ``TrialJob`` when ``CONVSWEEP_TRIAL_JOB=scale_loadjob:LoadJob``;
-it is pickled by value (cloudpickle), so the job process needs only ``orchestrator.trialdir`` importable.
+it is pickled by value (cloudpickle), so the job process needs only ``orchestrator.dirs.trialdir`` importable.
 Each epoch lasts ``CONVSWEEP_LOADJOB_EPOCH_S`` seconds (default 2).
 """
 
@@ -24,7 +24,7 @@ class LoadJob:
         self.trial_dir = trial_dir
 
     def __call__(self) -> dict[str, float]:
-        from orchestrator.trialdir import TrialDir
+        from orchestrator.dirs.trialdir import TrialDir
 
         td = TrialDir(self.trial_dir)
         spec = json.loads(td.spec_path.read_text())

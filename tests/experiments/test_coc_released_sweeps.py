@@ -11,9 +11,9 @@ from pydantic import ValidationError
 
 import layers
 from layers.coc import CoCConv2d
-from orchestrator.config import LayerSpec, TrialSpec
-from orchestrator.expand import expand
-from orchestrator.sweepfile import load_sweep
+from orchestrator.spec.schema import LayerSpec, TrialSpec
+from orchestrator.spec.expand import expand
+from orchestrator.spec.load import load_sweep
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 COC_SWEEPS = ("coc_table1_imagenet", "coc_fig7_tinyimagenet")

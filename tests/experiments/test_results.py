@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.export import read_export
-from orchestrator.expand import expand
-from orchestrator.sweepfile import load_sweep
+from orchestrator.tables.export import read_export
+from orchestrator.spec.expand import expand
+from orchestrator.spec.load import load_sweep
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 RESULTS = EXPERIMENTS / "results"

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.expand import expand
-from orchestrator.sweep import load_recorded
-from orchestrator.sweepfile import load_sweep
-from orchestrator.tables import render, sweep_table
+from orchestrator.spec.expand import expand
+from orchestrator.run.driver import load_recorded
+from orchestrator.spec.load import load_sweep
+from orchestrator.tables.build import render, sweep_table
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 STEMS = [  # gmconv_table2_imagenet before gmconv_table4_rotation, which evaluates its runs
@@ -41,7 +41,7 @@ def ray_once():
     each); the driver uses a running one and leaves it running."""
     import ray
 
-    from orchestrator.tune import init_ray
+    from orchestrator.run.tune import init_ray
 
     started = init_ray()
     yield
@@ -104,8 +104,8 @@ def _by_cell(uri: str, sweep, params: list[str]) -> dict[tuple[str, ...], list[f
 
 
 def _figure_files(stem: str, root: Path, uri: str, out: Path, capsys):
-    from orchestrator.figures import figure_data
-    from orchestrator.tables import sweep_table
+    from orchestrator.tables.figures import figure_data
+    from orchestrator.tables.build import sweep_table
 
     assert _sweep(stem, root, uri) == 0
     name = load_sweep(EXPERIMENTS / f"{stem}.yaml", "smoke", check=False).name
@@ -123,7 +123,7 @@ def _figure_files(stem: str, root: Path, uri: str, out: Path, capsys):
 def test_gmconv_fig6_figure_is_the_runs_values(place, tmp_path, capsys):
     from statistics import mean, stdev
 
-    from orchestrator.figureplots import render_figure
+    from orchestrator.tables.figureplots import render_figure
 
     root, uri = place
     sweep, data = _figure_files("gmconv_fig6_sigma_init", root, uri, tmp_path, capsys)
@@ -165,7 +165,7 @@ def test_small_sigma_s_gmconv_concentrates_the_erf_of_the_trained_smoke_models(p
 
 @pytest.mark.slow
 def test_coc_fig7_figure_is_the_runs_values(place, tmp_path, capsys):
-    from orchestrator.figureplots import render_figure
+    from orchestrator.tables.figureplots import render_figure
 
     root, uri = place
     sweep, data = _figure_files("coc_fig7_tinyimagenet", root, uri, tmp_path, capsys)
@@ -196,7 +196,7 @@ def test_report_opens_in_chromium_with_its_tables_and_images(place, tmp_path, ca
     from matplotlib.image import imread
     from mlflow.tracking import MlflowClient
 
-    from orchestrator.tables import sweep_table
+    from orchestrator.tables.build import sweep_table
 
     root, uri = place
     stem = "gmconv_fig6_sigma_init"

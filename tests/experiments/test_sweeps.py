@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.expand import expand
-from orchestrator.sweepfile import load_sweep
-from orchestrator.tables import build_table, expected_layout, render
-from orchestrator.trialdir import TrialDir
+from orchestrator.spec.expand import expand
+from orchestrator.spec.load import load_sweep
+from orchestrator.tables.build import build_table, expected_layout, render
+from orchestrator.dirs.trialdir import TrialDir
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 PAPER_COUNTS = {
@@ -238,7 +238,7 @@ def test_coc_table1_runs_the_released_hrnet18s_and_light_recipe():
 def test_gmconv_fig6_figure_marks_table1s_numbers_in_the_papers_panel_order(paper_env, table2_done):
     """The paper layout before any run: six panels (CIFAR-10 then CIFAR-100, ResNet-20/56/18 each), no means
     yet, and the published points where GMConv Table 1 gives them: the StdConv band and S-GMConv at sigma 5."""
-    from orchestrator.figures import figure_data
+    from orchestrator.tables.figures import figure_data
 
     sweep = _paper_sweep("gmconv_fig6_sigma_init", table2_done)
     table = build_table(sweep.table, [], sweep=sweep.name, expected=[t.flat_params() for t in expand(sweep)],

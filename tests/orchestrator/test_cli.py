@@ -9,10 +9,9 @@ import pytest
 import yaml
 
 from orchestrator.cli import main
-from orchestrator.sweep import prepare_sweep, _record, sweep_dir
-from orchestrator.trialdir import TrialDir
-from orchestrator.expand import expand
-from recorded_sweep import record_trial_dirs
+from orchestrator.run.driver import prepare_sweep, _record, sweep_dir
+from orchestrator.dirs.trialdir import TrialDir
+from orchestrator.spec.expand import expand
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "experiments" / "quickstart.yaml"
 
@@ -82,7 +81,7 @@ def test_unknown_sweep_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         assert len(err.splitlines()) == 1 and "nope" in err
 
 
-def _record_fake_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[list[TrialDir], str]:
+def _record_fake_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, record_trial_dirs) -> tuple[list[TrialDir], str]:
     """A recorded sweep whose trial directories are as a trainer leaves them: done, failed, midway, untouched."""
     monkeypatch.chdir(tmp_path)
     spec, dirs = record_trial_dirs(_small_sweep(tmp_path))
@@ -99,8 +98,9 @@ def _record_fake_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tu
     return dirs, str(sweep_dir(spec).parent)
 
 
-def test_status_and_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    (done, failed, midway), root = _record_fake_progress(tmp_path, monkeypatch)
+def test_status_and_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                         record_trial_dirs) -> None:
+    (done, failed, midway), root = _record_fake_progress(tmp_path, monkeypatch, record_trial_dirs)
     assert main(["status", "cli-small", "--root", root]) == 0
     out = capsys.readouterr().out
     lines = {key: next(line for line in out.splitlines() if key in line) for key in (done.path.name,
@@ -121,8 +121,8 @@ def test_status_and_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 def test_table_of_a_sweep_file_and_of_a_recorded_sweep(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Runs recorded as the driver records them (orchestrator.tracking), then `convsweep table`."""
-    from orchestrator.tracking import Tracker
+    """Runs recorded as the driver records them (orchestrator.track.tracker), then `convsweep table`."""
+    from orchestrator.track.tracker import Tracker
 
     monkeypatch.chdir(tmp_path)
     path = _small_sweep(tmp_path, table={"rows": ["layer.method"], "metrics": [{"name": "val_top1", "reduce": "best"}]})
@@ -163,7 +163,7 @@ def test_table_of_a_paper_file_without_its_data_and_without_torch(tmp_path: Path
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
-    from orchestrator.sweepfile import load_sweep
+    from orchestrator.spec.load import load_sweep
 
     env = {**os.environ, "IMAGENET_ROOT": str(tmp_path / "no-imagenet-here")}
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
@@ -211,12 +211,12 @@ def test_an_unexpected_error_is_one_line_naming_a_log_and_exit_3(
 ) -> None:
     """A bug (here: the plan renderer raising a KeyError) is not a traceback on the terminal: one line, exit 3,
     and the traceback in the file it names."""
-    import orchestrator.plan
+    import orchestrator.spec.plan
 
     def broken(*args: object) -> str:
         raise KeyError("resources")
 
-    monkeypatch.setattr(orchestrator.plan, "render_plan", broken)
+    monkeypatch.setattr(orchestrator.spec.plan, "render_plan", broken)
     assert main(["plan", str(QUICKSTART)]) == 3
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("convsweep: ") and "unexpected KeyError in `convsweep plan`: " \
@@ -290,11 +290,11 @@ def test_an_allowed_ignored_knob_is_said_once(tmp_path: Path, capsys: pytest.Cap
 def test_each_command_expands_its_sweep_once(command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     """validate/plan (and sweep's preparation) used to expand the same sweep two or three times."""
-    import orchestrator.expand
+    import orchestrator.spec.expand
 
-    real, calls = orchestrator.expand._expand_with_sources, []
-    monkeypatch.setattr(orchestrator.expand, "_expand_with_sources", lambda spec: calls.append(spec) or real(spec))
-    monkeypatch.setattr(orchestrator.expand, "_EXPANDED", {})  # nothing kept from other tests
+    real, calls = orchestrator.spec.expand._expand_with_sources, []
+    monkeypatch.setattr(orchestrator.spec.expand, "_expand_with_sources", lambda spec: calls.append(spec) or real(spec))
+    monkeypatch.setattr(orchestrator.spec.expand, "_EXPANDED", {})  # nothing kept from other tests
     monkeypatch.chdir(tmp_path)
     sweep = _small_sweep(tmp_path)
     if command == "sweep":  # the steps of run_sweep before Ray starts

@@ -177,8 +177,8 @@ def test_a_dataset_registered_after_import_is_known_everywhere(monkeypatch: pyte
     import yaml
 
     import pipelines.datasets as registry
-    from orchestrator.expand import expand
-    from orchestrator.sweepfile import load_sweep
+    from orchestrator.spec.expand import expand
+    from orchestrator.spec.load import load_sweep
     from pipelines import DATASETS, build_loader, register_dataset
     from pipelines.datasets import DatasetEntry
 

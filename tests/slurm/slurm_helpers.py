@@ -26,7 +26,7 @@ def ddp_probe(out_dir: str) -> None:
     import torch
     import torch.distributed as dist
 
-    from orchestrator.distributed import setup_distributed, teardown_distributed
+    from orchestrator.train.distributed import setup_distributed, teardown_distributed
 
     info = setup_distributed(timeout_s=60)
     try:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from slurm_helpers import CountingJob, ddp_probe, fail_with, read_counter, read_ints, squeue_ids, wait_until
 
-from orchestrator.config import ExecutorSpec, ResourcesSpec, SlurmSpec
-from orchestrator.executors import Executor, JobHandle, JobState, get_executor
+from orchestrator.spec.schema import ExecutorSpec, ResourcesSpec, SlurmSpec
+from orchestrator.run.executors.base import Executor, JobHandle, JobState, get_executor
 from slurm.executor import SlurmExecutor
 from slurm.queries import query_job
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from submitit.slurm.slurm import _make_sbatch_string
 
-from orchestrator.config import ResourcesSpec, SlurmSpec
+from orchestrator.spec.schema import ResourcesSpec, SlurmSpec
 from slurm.params import sbatch_options, slurm_parameters, time_to_minutes
 
 # A few of sbatch's long options, as `sbatch --help` lists them.

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from slurm_helpers import CountingJob, read_counter, squeue_ids, wait_until
 
-from orchestrator.config import ExecutorSpec, ResourcesSpec, SlurmSpec
-from orchestrator.executors import JobState
+from orchestrator.spec.schema import ExecutorSpec, ResourcesSpec, SlurmSpec
+from orchestrator.run.executors.base import JobState
 from slurm.executor import SlurmExecutor
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.usefixtures("slurm_cluster")]

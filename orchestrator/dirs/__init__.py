@@ -1,0 +1,6 @@
+"""The folders on disk that a job and the driver share: a trial's directory (``trialdir``) and the checksums
+beside its checkpoints (``checksum``). The contract between the two sides lives here, so both import it and
+neither imports the other.
+
+May import: the standard library only (torch lazily, to read an old checkpoint that has no checksum).
+"""

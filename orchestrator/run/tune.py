@@ -1,0 +1,317 @@
+"""Ray Tune drives a sweep: the only module that imports Ray.
+
+One Tune trial per convsweep trial (a grid search over the pending trials), concurrency bounded by the sweep's
+``tune.max_concurrent_trials`` and, for local jobs, by this machine's cores; FIFO or ASHA on the reported
+metric (``time_attr="epoch"``); ``FailureConfig(max_failures)`` retries a trial whose job failed.
+
+The trainable is a thin proxy around ``orchestrator.run.proxy.run_trial``: the training runs in the job's own
+processes (launched through the executor), the proxy only follows the trial directory. Every epoch it reports
+to Tune comes with a tiny ``tune.Checkpoint`` holding the epoch, so a retried or restored trial reports only
+epochs Tune has not seen.
+
+How a function trainable stops in Ray 2.60 (``ray/train/_internal/session.py``,
+``ray/tune/execution/tune_controller.py``): results are reported synchronously -- ``tune.report`` queues the
+result and blocks until Tune asks for the next one, so while Tune decides the proxy does not poll (the job
+trains on). A result carrying a checkpoint is saved first; the scheduler's decision waits for that save, then a
+STOP calls the callbacks' ``on_trial_complete`` and terminates the actor: its ``stop()`` sets the session's
+stop event and returns without waiting for the trial's thread (``finish(timeout=0)``), ``tune.report`` raises
+``SystemExit(0)`` in that thread, and the actor may exit while the proxy's ``finally`` is still cancelling.
+So the driver ends the job of a trial ASHA stopped itself, from ``on_trial_complete`` (``orchestrator.run.driver``,
+in a thread of its own so Tune's loop does not wait for the cancel); the proxy's ``finally`` and its ``atexit``
+handler are a second line. A stop lands at the earliest when Tune has processed the epoch that triggered it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import ray
+from ray import tune
+from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
+
+from orchestrator.spec.schema import SweepSpec, TrialSpec
+from orchestrator.run.proxy import TrialContext, run_trial
+
+__all__ = ["TuneOutcome", "ProgressSink", "experiment_path", "can_restore", "init_ray", "run_tune", "start_ray_early"]
+
+logger = logging.getLogger(__name__)
+
+_PROGRESS_FILE = "progress.json"
+# Quiet, local, no token file in ~/.ray, no usage reporting; Tune's strict metric check off
+# (evaluation epochs may lack the metric when eval_every > 1).
+_RAY_ENV = {
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_CHDIR_TO_TRIAL_DIR": "0",
+    # each reported epoch carries a checkpoint: a snapshot every `num_to_keep` of them is intended
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
+    "RAY_AIR_NEW_OUTPUT": "0",
+    # SIGINT/SIGTERM are the driver's (orchestrator.run.driver): it cancels the jobs first, then stops Tune through
+    # the SIGUSR1 handler Tune installs while it runs
+    "TUNE_DISABLE_SIGINT_HANDLER": "1",
+}
+
+
+class _DropRayAdvice(logging.Filter):
+    """Ray's own way on after an interruption (``Tuner.restore(path=..., trainable=...)``, "Trials did not
+    complete: [...]"; ``ray/tune/tune.py``) is not the user's: the driver prints ``convsweep resume`` and counts
+    the trials itself (``orchestrator.cli``)."""
+
+    _ADVICE = ("Resume experiment with:", "Resume training with:", "Trials did not complete")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(text in message for text in self._ADVICE)
+
+
+_RAY_TUNE_LOGGER = "ray.tune.tune"  # where tune.run logs them (Ray 2.x), whatever logging Ray configures
+
+
+def _quiet_ray_advice() -> None:
+    logger_ = logging.getLogger(_RAY_TUNE_LOGGER)
+    if not any(isinstance(f, _DropRayAdvice) for f in logger_.filters):
+        logger_.addFilter(_DropRayAdvice())
+
+
+class ProgressSink(Protocol):
+    def epoch(self, key: str, epoch: int, record: dict[str, Any]) -> None: ...
+    def trial_end(self, key: str, ok: bool) -> None: ...
+
+
+@dataclass(frozen=True)
+class TuneOutcome:
+    trial_key: str
+    ok: bool
+    last_epoch: int
+    error: str | None
+
+
+def experiment_path(sweep: SweepSpec) -> Path:
+    return Path(sweep.storage.root) / sweep.name / "tune"
+
+
+def can_restore(sweep: SweepSpec) -> bool:
+    path = experiment_path(sweep)
+    return path.is_dir() and tune.Tuner.can_restore(str(path))
+
+
+class _SignalWarningFilter(logging.Filter):
+    """Drops Ray's warning that a ``ray.init`` off the main thread sets no SIGTERM handler: the driver's
+    signals are its own (``orchestrator.run.driver``), Ray's handler would only be replaced."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("SIGTERM handler is not set")
+
+
+_INIT_LOCK = threading.Lock()
+_EARLY: tuple[threading.Event, list[bool]] | None = None  # (set when done, [whether it started Ray])
+
+
+def start_ray_early() -> None:
+    """Start Ray in a background thread now, so that its start-up (seconds of waiting on its processes)
+    overlaps the driver's own (MLflow, trial directories); ``init_ray`` then waits for it.
+
+    The thread stays alive (idle) after ``ray.init``: Ray's processes are started with PR_SET_PDEATHSIG, which
+    fires when the *thread* that started them ends, so a thread that returned would take Ray down with it.
+    """
+    global _EARLY
+    with _INIT_LOCK:
+        if _EARLY is not None or ray.is_initialized():
+            return
+        done, started = _EARLY = threading.Event(), []
+
+    def start() -> None:
+        try:
+            started.append(_start_ray())
+        finally:
+            done.set()
+        threading.Event().wait()  # see the docstring: this thread must outlive Ray's processes
+
+    threading.Thread(target=start, name="ray-start", daemon=True).start()
+
+
+def init_ray() -> bool:
+    """Start a local Ray instance sized to this machine unless one runs (or wait for the one
+    ``start_ray_early`` is starting); True if it was started for this driver, which then shuts it down."""
+    global _EARLY
+    with _INIT_LOCK:
+        early, _EARLY = _EARLY, None
+    if early is not None:
+        done, started = early
+        done.wait()
+        if started:
+            return started[0]
+        # the early start failed (its error is in the log): start here, in the driver's own thread
+    return _start_ray()
+
+
+def _start_ray() -> bool:
+    for key, value in _RAY_ENV.items():
+        os.environ.setdefault(key, value)
+    if ray.is_initialized():
+        return False
+    logging.getLogger("ray._private.worker").addFilter(_SignalWarningFilter())
+    # Only what the driver needs: no dashboard, no log forwarding (trials log into their directories),
+    # this machine's cores (the trials' proxies ask for 0.001 CPU each; the jobs run elsewhere).
+    ray.init(
+        address="local",
+        num_cpus=os.cpu_count() or 1,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        log_to_driver=False,
+        configure_logging=True,
+        # no idle workers started ahead for the driver (one per CPU, ~2 s of CPU each on 2 cores): a trial's
+        # proxy gets its worker when Tune starts it, and Ray's start-up competes less with the driver's own
+        _system_config={"prestart_worker_first_driver": False},
+    )
+    return True
+
+
+# -- the trainable -------------------------------------------------------------------------------------------
+def _proxy(config: dict[str, Any], ctx: dict[str, Any]) -> None:
+    spec = TrialSpec.model_validate(config["trial"]["spec"])
+    context = TrialContext.from_dict(ctx)
+    reported = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            reported = int(json.loads((Path(d) / _PROGRESS_FILE).read_text())["epoch"])
+
+    def report(record: dict[str, Any]) -> None:
+        metrics = {k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        metrics["epoch"] = int(record["epoch"])
+        with tempfile.TemporaryDirectory() as d:
+            (Path(d) / _PROGRESS_FILE).write_text(json.dumps({"epoch": metrics["epoch"], "key": spec.trial_key}))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+    run_trial(spec, context, report, reported)
+
+
+def _trainable(ctx: TrialContext) -> Any:
+    # The context is bound here, not put into the trial configs: a restored experiment then runs with the
+    # resuming driver's context (environment, git commit) instead of the killed one's.
+    # The proxy only waits on files: it takes (almost) no CPU from the jobs it follows (Ray refuses 0).
+    return tune.with_resources(tune.with_parameters(_proxy, ctx=ctx.to_dict()), {"cpu": 0.001})
+
+
+def _trial_name(trial: Any) -> str:
+    return str(trial.config["trial"]["key"])
+
+
+# -- progress (the callback is pickled into Tune's experiment state: it keeps no state of its own) ----------
+_SINK: ProgressSink | None = None
+# Called in the driver when Tune ends a trial without an error (finished, or stopped by the scheduler). Ray
+# runs a stopped function trainable's ``stop`` and then exits its actor without waiting for the trial's
+# thread, so the proxy's own cleanup may never run: the driver ends the job of a stopped trial itself.
+_ON_COMPLETE: Callable[[str], None] | None = None
+
+
+class _ProgressCallback(tune.Callback):
+    def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any) -> None:
+        if _SINK is not None and "epoch" in result:
+            _SINK.epoch(_trial_name(trial), int(result["epoch"]), result)
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        if _ON_COMPLETE is not None:
+            _ON_COMPLETE(_trial_name(trial))
+        if _SINK is not None:
+            _SINK.trial_end(_trial_name(trial), True)
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        if _SINK is not None:
+            _SINK.trial_end(_trial_name(trial), False)
+
+
+def _max_concurrent(sweep: SweepSpec, specs: list[TrialSpec]) -> int:
+    bound = sweep.tune.max_concurrent_trials
+    if sweep.executor.kind == "local" and specs:
+        need = max(s.world_size * s.resources.cpus_per_process for s in specs)
+        bound = min(bound, max(1, (os.cpu_count() or 1) // need))
+    return max(1, min(bound, len(specs) or 1))
+
+
+def _tuner(sweep: SweepSpec, specs: list[TrialSpec], ctx: TrialContext) -> tune.Tuner:
+    if sweep.tune.scheduler == "asha":
+        scheduler: Any = AsyncHyperBandScheduler(
+            time_attr="epoch",
+            max_t=max(s.recipe.epochs for s in specs),
+            grace_period=min(sweep.tune.grace_period, max(s.recipe.epochs for s in specs)),
+            reduction_factor=sweep.tune.reduction_factor,
+            # at max_t the trial's job is still writing its summary: ending it there would lose the summary
+            stop_last_trials=False,
+        )
+    else:
+        scheduler = FIFOScheduler()
+    trials = [{"key": s.trial_key, "spec": s.model_dump(mode="json")} for s in specs]
+    return tune.Tuner(
+        _trainable(ctx),
+        param_space={"trial": tune.grid_search(trials)},
+        tune_config=tune.TuneConfig(
+            metric=sweep.tune.metric,
+            mode=sweep.tune.mode,
+            scheduler=scheduler,
+            max_concurrent_trials=_max_concurrent(sweep, specs),
+            # A re-used actor saves a worker start per trial (~2 s), but Ray parks the actor of a trial the
+            # scheduler stopped without stopping its thread, so the job would run on: no re-use with ASHA.
+            reuse_actors=sweep.tune.scheduler != "asha",
+            trial_name_creator=_trial_name,
+            trial_dirname_creator=_trial_name,
+        ),
+        run_config=tune.RunConfig(
+            name=experiment_path(sweep).name,
+            storage_path=str(experiment_path(sweep).parent),
+            failure_config=tune.FailureConfig(max_failures=sweep.tune.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=4),
+            callbacks=[_ProgressCallback()],
+            verbose=0,
+        ),
+    )
+
+
+def run_tune(
+    sweep: SweepSpec,
+    specs: list[TrialSpec],
+    ctx: TrialContext,
+    *,
+    restore: bool = False,
+    restart_errored: bool = False,
+    progress: ProgressSink | None = None,
+    on_complete: Callable[[str], None] | None = None,
+) -> list[TuneOutcome]:
+    """Run ``specs`` (or restore the sweep's last Tune experiment) to their end; one outcome per Tune trial.
+
+    ``on_complete(trial_key)`` is called in this process whenever Tune ends a trial without an error.
+    """
+    global _SINK, _ON_COMPLETE
+    _quiet_ray_advice()
+    started = init_ray()
+    _SINK, _ON_COMPLETE = progress, on_complete
+    try:
+        if restore:
+            tuner = tune.Tuner.restore(
+                str(experiment_path(sweep)), trainable=_trainable(ctx), resume_unfinished=True,
+                resume_errored=restart_errored,
+            )  # fmt: skip
+        else:
+            tuner = _tuner(sweep, specs, ctx)
+        grid = tuner.fit()
+    finally:
+        _SINK, _ON_COMPLETE = None, None
+        if started:
+            ray.shutdown()
+    outcomes = []
+    for result in grid:
+        key = str(result.config["trial"]["key"]) if result.config else "?"
+        metrics = result.metrics or {}
+        error = None if result.error is None else str(result.error).strip().splitlines()[-1]
+        outcomes.append(TuneOutcome(key, result.error is None, int(metrics.get("epoch") or 0), error))
+    return outcomes

@@ -1,0 +1,174 @@
+"""What a trial costs before it runs: device-hours from the model's FLOPs, or from a calibration.
+
+Three sources, the first that applies wins:
+1. ``resources.hours_per_epoch``: the user's own figure (``orchestrator.spec.plan`` uses it as given);
+2. a calibration (``convsweep calibrate FILE``): seconds per training image of the trial's (model, method,
+   knobs, input size, AMP), timed on the node where it ran and stored in ``<storage root>/calibration.json``;
+3. the FLOP model: multiply-adds of one forward pass (``layers.count_params_flops`` on the ``meta`` device,
+   so nothing is computed), x 2 FLOPs each, x 3 for a training step (forward + backward), over the epoch's
+   training images, plus one forward pass over the validation images, divided by the device's peak
+   throughput (``DEVICES``: fp32/TF32 or AMP fp16/bf16 tensor-core peaks) times ``UTILISATION``, an assumed
+   share of peak that whole training runs reach (ResNet-50 on an A100 with AMP trains at about 2,470 img/s,
+   NVIDIA's published figure: 24.6 GFLOPs per image x 2,470 = 61 TFLOP/s, 19.5 % of the 312 peak).
+Device-hours assume perfect scaling: a trial on 8 GPUs costs the same device-hours as on one. The FLOP model
+is optimistic for small models (CIFAR- and MNIST-sized nets are bound by data loading and kernel launches,
+not arithmetic): calibrate those.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DEVICES", "UTILISATION", "Device", "TrialCost", "calibrate", "calibration_key", "load_calibration",
+           "trial_cost"]
+
+
+@dataclass(frozen=True)
+class Device:
+    fp32_tflops: float  # dense fp32 (TF32 tensor cores where the device has them: what torch uses by default)
+    amp_tflops: float  # dense fp16/bf16 tensor cores
+
+
+DEVICES = {
+    "V100": Device(fp32_tflops=15.7, amp_tflops=125.0),
+    "A100": Device(fp32_tflops=156.0, amp_tflops=312.0),
+    "H100": Device(fp32_tflops=494.7, amp_tflops=989.4),
+    "L40S": Device(fp32_tflops=183.0, amp_tflops=362.1),
+}
+UTILISATION = 0.2
+CALIBRATION_FILE = "calibration.json"
+
+
+@dataclass(frozen=True)
+class TrialCost:
+    device_hours: float
+    source: str  # "hours_per_epoch", "calibration (<device>)" or "FLOPs (<device>, <utilisation>)"
+
+
+def calibration_key(trial: Any) -> str:
+    """What determines a trial's seconds per image: model, method and knobs, input shape, AMP (not the seed)."""
+    import pipelines
+
+    info = pipelines.dataset_info(trial.dataset.name)
+    return json.dumps({"model": trial.model, "method": trial.layer.method, "knobs": trial.layer.build_knobs(),
+                       "input": [info.in_channels, *info.image_shape], "amp": trial.recipe.amp}, sort_keys=True)
+
+
+_FLOPS: dict[str, int] = {}
+
+
+def forward_macs(trial: Any) -> int:
+    """Multiply-adds of one image's forward pass, counted on the meta device (cached per calibration key)."""
+    key = calibration_key(trial)
+    if key not in _FLOPS:
+        import torch
+
+        import layers
+        import pipelines
+
+        info = pipelines.dataset_info(trial.dataset.name)
+        with torch.device("meta"):
+            model = layers.build_model(trial.model, info.num_classes, trial.layer.method,
+                                       in_channels=info.in_channels, **trial.layer.build_knobs())
+        _FLOPS[key] = layers.count_params_flops(model, (1, info.in_channels, *info.image_shape))[1]
+    return _FLOPS[key]
+
+
+def _images(trial: Any) -> tuple[int, int]:
+    import pipelines
+
+    return pipelines.dataset_info(trial.dataset.name).nominal_sizes
+
+
+def load_calibration(storage_root: str | Path) -> dict[str, dict[str, Any]]:
+    from orchestrator.dirs.trialdir import read_json_file
+
+    path = Path(storage_root) / CALIBRATION_FILE
+    if not path.is_file():
+        return {}
+    data = read_json_file(path, "delete it and run `convsweep calibrate FILE` again")
+    return data if isinstance(data, dict) else {}
+
+
+def trial_cost(trial: Any, calibration: dict[str, dict[str, Any]] | None = None) -> TrialCost | None:
+    """Device-hours of ``trial`` (None when no source applies: no GPU type, no figure, no calibration)."""
+    res = trial.resources
+    epochs = len(trial.transforms) if trial.evaluate_source is not None else trial.recipe.epochs
+    if res.hours_per_epoch is not None:
+        return TrialCost(epochs * res.hours_per_epoch * max(1, res.nodes * res.gpus_per_node), "hours_per_epoch")
+    train_images, val_images = _images(trial)
+    evaluation = trial.evaluate_source is not None
+    entry = calibration.get(calibration_key(trial)) if calibration else None
+    if entry is not None:
+        per_image = float(entry["seconds_per_image"])
+        seconds = (val_images / 3 if evaluation else train_images + val_images / 3) * per_image * epochs
+        return TrialCost(seconds / 3600, f"calibration ({entry.get('device', '?')})")
+    if res.gpu_type is None:
+        return None
+    device = DEVICES[res.gpu_type]
+    peak = (device.amp_tflops if trial.recipe.amp else device.fp32_tflops) * 1e12 * UTILISATION
+    flops_fwd = 2.0 * forward_macs(trial)
+    flops = epochs * (flops_fwd * val_images + (0 if evaluation else 3 * flops_fwd * train_images))
+    precision = "AMP" if trial.recipe.amp else "fp32/TF32"
+    return TrialCost(flops / peak / 3600, f"FLOPs ({res.gpu_type} {precision}, {UTILISATION:.0%} of peak)")
+
+
+def calibrate(trials: list[Any], storage_root: str | Path, *, steps: int = 5, batch_cap: int = 32) -> dict[str, Any]:
+    """Time ``steps`` training steps of each distinct calibration key among ``trials`` on this node (its GPU
+    if it has one, else its CPU) and merge seconds per image into ``<storage_root>/calibration.json``.
+
+    Batches are the trial's per-process batch, capped at ``batch_cap`` (a CPU node would take minutes per
+    ImageNet step at 256); the data is random (only the shape matters for the time).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    import layers
+    import pipelines
+
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    name = torch.cuda.get_device_name(0) if cuda else "cpu"
+    done = load_calibration(storage_root)
+    seen: set[str] = set()
+    for trial in trials:
+        key = calibration_key(trial)
+        if key in seen:
+            continue
+        seen.add(key)
+        info = pipelines.dataset_info(trial.dataset.name)
+        model = layers.build_model(trial.model, info.num_classes, trial.layer.method, in_channels=info.in_channels,
+                                   **trial.layer.build_knobs()).to(device).train()
+        batch = min(trial.recipe.batch_size, batch_cap)
+        x = torch.randn(batch, info.in_channels, *info.image_shape, device=device)
+        y = torch.randint(0, info.num_classes, (batch,), device=device)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        amp = cuda and trial.recipe.amp
+
+        def step() -> None:
+            opt.zero_grad(set_to_none=True)
+            with torch.autocast("cuda", enabled=amp):
+                loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+
+        step()  # warm-up: allocations, kernels chosen
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        if cuda:
+            torch.cuda.synchronize()
+        done[key] = {"seconds_per_image": (time.perf_counter() - start) / (steps * batch), "device": name,
+                     "batch": batch, "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
+    path = Path(storage_root) / CALIBRATION_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(done, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return done
