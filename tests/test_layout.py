@@ -100,10 +100,72 @@ def test_ray_is_imported_by_the_tune_module_alone() -> None:
     assert importers == ["orchestrator.run.tune"], importers
 
 
-@pytest.mark.parametrize("package", ["layers", "pipelines"])
+@pytest.mark.parametrize("package", ["layers", "pipelines", "orchestrator", "slurm"])
 def test_no_import_cycles(package: str) -> None:
     assert _cycles(_graph(package)) == []
 
 
 def test_the_cycle_finder_finds_a_cycle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+# What each package of orchestrator may import of orchestrator (besides itself). `cli` sits on top and may
+# import any of them; `run` may import the job's class, which imports torch only when a job runs.
+ALLOWED: dict[str, set[str]] = {
+    "dirs": set(),
+    "plots": set(),
+    "spec": {"dirs"},
+    "track": {"spec", "dirs"},
+    "train": {"spec", "dirs", "plots"},
+    "run": {"spec", "dirs", "track", "train.job"},
+    "tables": {"spec", "dirs", "track", "plots"},
+}
+HEAVY = ("torch", "torchvision", "mlflow", "ray", "nvidia", "matplotlib")
+MAX_LINES = 300
+
+
+def _orchestrator_package(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and (REPO / "orchestrator" / parts[1]).is_dir()) else ""
+
+
+def test_every_orchestrator_package_is_in_the_table() -> None:
+    packages = {p.name for p in (REPO / "orchestrator").iterdir() if (p / "__init__.py").exists()}
+    assert packages == set(ALLOWED), packages ^ set(ALLOWED)
+
+
+def test_orchestrator_packages_import_only_what_is_below_them() -> None:
+    bad = []
+    for f in sorted((REPO / "orchestrator").rglob("*.py")):
+        module = _module_name(f)
+        package = _orchestrator_package(module)
+        if not package:
+            continue  # orchestrator/__init__ and cli
+        for imported in _imports(f):
+            if not imported.startswith("orchestrator."):
+                continue
+            target = _orchestrator_package(imported)
+            allowed = ALLOWED[package]
+            if target and target != package and target not in allowed and not any(
+                    imported == a or imported.startswith(a + ".") for a in allowed if "." in a):
+                bad.append(f"{module} imports {imported}")
+    assert not bad, sorted(set(bad))
+
+
+def test_spec_imports_no_torch_mlflow_or_ray() -> None:
+    bad = sorted({f"{_module_name(f)} imports {i}" for f in (REPO / "orchestrator" / "spec").rglob("*.py")
+                  for i in _imports(f) if i.split(".")[0] in HEAVY})
+    assert not bad, bad
+
+
+def test_every_package_says_what_belongs_there() -> None:
+    folders = [p for p in (REPO / "orchestrator").rglob("__init__.py")] + [REPO / p / "__init__.py" for p in
+                                                                          ("layers", "pipelines", "slurm")]
+    silent = [str(f.relative_to(REPO)) for f in folders if ast.get_docstring(ast.parse(f.read_text())) is None]
+    assert not silent, silent
+
+
+def test_no_module_is_over_the_line_limit() -> None:
+    long = sorted(f"{f.relative_to(REPO)}: {n} lines" for p in ("layers", "pipelines", "orchestrator", "slurm")
+                  for f in (REPO / p).rglob("*.py") if (n := len(f.read_text().splitlines())) > MAX_LINES)
+    assert not long, long
