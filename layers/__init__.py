@@ -25,7 +25,8 @@ _LAZY = {
     "AdaptiveConv2d": "aconv", "clamp_adaptive_sigmas": "aconv", "CoCConv2d": "coc", "ConversionReport": "convert",
     "convert_model": "convert", "effective_receptive_field": "erf", "erf_radii": "erf",
     "theoretical_receptive_field": "erf", "reparameterize_model": "fold", "GMConv2d": "gmconv",
-    "build_model": "models", "register_model": "models", "orth_loss": "orth", "StdConv2d": "stdconv",
+    "build_model": "models", "register_model": "models", "orth_loss": "orth", "ReparamConv2d": "_reparam",
+    "StdConv2d": "stdconv",
     "count_params_flops": "summary", "sigma_summary": "summary", "LearnedShapes": "shapes", "learned_shapes": "shapes",
 }
 
@@ -39,7 +40,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "GMConv2d", "CoCConv2d", "AdaptiveConv2d", "StdConv2d", "orth_loss", "convert_model",
+    "GMConv2d", "CoCConv2d", "AdaptiveConv2d", "StdConv2d", "ReparamConv2d", "orth_loss", "convert_model",
     "reparameterize_model", "build_model", "MODEL_NAMES", "METHODS", "METHOD_KNOBS", "SIGMA_PATTERNS",
     "clamp_adaptive_sigmas", "sigma_summary", "count_params_flops", "ConversionReport", "register_model",
     "validate_build_args", "effective_receptive_field", "erf_radii", "theoretical_receptive_field",

@@ -78,7 +78,8 @@ from torch import Tensor, nn
 from torch.nn.common_types import _size_2_t
 
 from .knobs import COC_INITS, COC_PADS, DILATION_TABLE, check_coc_kernel, super_kernel_geometry
-from .stdconv import ReparamConv2d, check_odd_square_kernel, standardize_weight
+from ._reparam import ReparamConv2d, check_odd_square_kernel
+from .stdconv import standardize_weight
 
 __all__ = ["DILATION_TABLE", "COC_PADS", "COC_INITS", "super_kernel_geometry", "released_extensions",
            "kernels_to_canvas", "canvas_to_kernels", "canvas_permutation", "super_conv_index", "super_conv_basis",
@@ -303,32 +304,50 @@ class CoCConv2d(ReparamConv2d):
         self.n_groups = n_groups = math.ceil(out_channels / sa**2)
         factory = {"device": self.weight.device, "dtype": self.weight.dtype}
         self.super_weight = nn.Parameter(torch.empty(sl, n_groups, 1, sk, sk, **factory))
-        for layer in range(sl):  # nn.Conv2d's default init, fan_in = sk * sk
-            nn.init.kaiming_uniform_(self.super_weight[layer], a=math.sqrt(5))
         n_pad = n_groups * sa * sa - out_channels
         self.pad_weight = (nn.Parameter(torch.empty(n_pad, *self.weight.shape[1:], **factory))
                            if coc_pad == "trainable" and n_pad else None)
-        if self.pad_weight is not None:  # like the real kernels: nn.Conv2d's default
-            nn.init.kaiming_uniform_(self.pad_weight, a=math.sqrt(5))
         # mmcv's ConvModule gives a conv a bias when no norm follows it (bias='auto')
         self.super_bias = (nn.Parameter(torch.empty(sl, n_groups, **factory))
                            if self.wsc and not self.super_norm else None)
-        if self.super_bias is not None:
-            bound = 1 / sk  # nn.Conv2d's default: 1 / sqrt(fan_in), fan_in = sk * sk
-            nn.init.uniform_(self.super_bias, -bound, bound)
-        self.register_buffer("super_index", super_conv_index(sa, k, sk, sd).to(self.weight.device),
-                             persistent=False)
+        canvas_size = (sa * k) ** 2
+        self.register_buffer("super_index", torch.empty(canvas_size, canvas_size, dtype=torch.long,
+                                                        device=self.weight.device), persistent=False)
         # The dense 0/1 basis has sk^2 * S^4 entries: kept when small (every table config up to k = 7).
-        basis = (super_conv_basis(self.super_index, sk * sk, self.weight.dtype)
-                 if sk * sk * (sa * k) ** 4 <= SUPER_BASIS_MAX_NUMEL else None)
+        basis = (torch.empty(sk * sk, canvas_size * canvas_size, **factory)
+                 if sk * sk * canvas_size**2 <= SUPER_BASIS_MAX_NUMEL else None)
         self.register_buffer("super_basis", basis, persistent=False)
         canvas_shape = (sl, n_groups, sa * k, sa * k)
-        self.super_ln_weight = nn.Parameter(torch.ones(canvas_shape, **factory)) if super_norm else None
-        self.super_ln_bias = nn.Parameter(torch.zeros(canvas_shape, **factory)) if super_norm else None
+        self.super_ln_weight = nn.Parameter(torch.empty(canvas_shape, **factory)) if super_norm else None
+        self.super_ln_bias = nn.Parameter(torch.empty(canvas_shape, **factory)) if super_norm else None
         kernel_shape = self.weight.shape[1:]
-        self.final_ln_weight = nn.Parameter(torch.ones(kernel_shape, **factory)) if final_norm else None
-        self.final_ln_bias = nn.Parameter(torch.zeros(kernel_shape, **factory)) if final_norm else None
-        if init == "released":
+        self.final_ln_weight = nn.Parameter(torch.empty(kernel_shape, **factory)) if final_norm else None
+        self.final_ln_bias = nn.Parameter(torch.empty(kernel_shape, **factory)) if final_norm else None
+        self._variant_built = True
+        self.reset_variant()
+
+    @torch.no_grad()
+    def reset_variant(self) -> None:
+        """Super kernels, padding kernels and super bias as ``nn.Conv2d``'s default (``init="torch"``) or as
+        the released code (``init="released"``, ``reset_released_``), the norms' ones and zeros, and the
+        super conv's index and basis."""
+        for layer in range(self.sl):  # nn.Conv2d's default init, fan_in = sk * sk
+            nn.init.kaiming_uniform_(self.super_weight[layer], a=math.sqrt(5))
+        if self.pad_weight is not None:  # like the real kernels: nn.Conv2d's default
+            nn.init.kaiming_uniform_(self.pad_weight, a=math.sqrt(5))
+        if self.super_bias is not None:
+            bound = 1 / self.super_kernel_size  # nn.Conv2d's default: 1 / sqrt(fan_in), fan_in = sk * sk
+            nn.init.uniform_(self.super_bias, -bound, bound)
+        for ln_weight, ln_bias in ((self.super_ln_weight, self.super_ln_bias),
+                                   (self.final_ln_weight, self.final_ln_bias)):
+            if ln_weight is not None:
+                nn.init.ones_(ln_weight)
+                nn.init.zeros_(ln_bias)
+        sk = self.super_kernel_size
+        self.super_index.copy_(super_conv_index(self.sa, self.kernel_size[0], sk, self.super_dilation))
+        if self.super_basis is not None:
+            self.super_basis.copy_(super_conv_basis(self.super_index, sk * sk, self.super_basis.dtype))
+        if self.init == "released":
             self.reset_released_()
 
     @torch.no_grad()

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from layers import METHODS, build_model, clamp_adaptive_sigmas, reparameterize_model
-from layers.stdconv import ReparamConv2d
+from layers import ReparamConv2d
 
 # row -> (model, input size, batch, classes, goal row?)
 CONFIGS = {
