@@ -18,12 +18,12 @@ from typing import Any
 
 # torch-free: config validation reads these without importing torch (about 650 MB and 1-3 s)
 from .catalogue import MODEL_NAMES, validate_build_args
-from .knobs import METHOD_KNOBS, METHODS, SIGMA_PATTERNS
+from .knobs import METHOD_KNOBS, METHODS, SIGMA_PATTERNS, knob_names, method_help, method_names
 
 # everything else is imported on first use, from the module that defines it
 _LAZY = {
     "AdaptiveConv2d": "aconv", "clamp_adaptive_sigmas": "aconv", "CoCConv2d": "coc", "ConversionReport": "convert",
-    "convert_model": "convert", "effective_receptive_field": "erf", "erf_radii": "erf",
+    "convert_model": "convert", "create_conv2d": "create", "effective_receptive_field": "erf", "erf_radii": "erf",
     "theoretical_receptive_field": "erf", "reparameterize_model": "fold", "GMConv2d": "gmconv",
     "build_model": "models", "register_model": "models", "orth_loss": "orth", "ReparamConv2d": "_reparam",
     "StdConv2d": "stdconv",
@@ -44,5 +44,5 @@ __all__ = [
     "reparameterize_model", "build_model", "MODEL_NAMES", "METHODS", "METHOD_KNOBS", "SIGMA_PATTERNS",
     "clamp_adaptive_sigmas", "sigma_summary", "count_params_flops", "ConversionReport", "register_model",
     "validate_build_args", "effective_receptive_field", "erf_radii", "theoretical_receptive_field",
-    "LearnedShapes", "learned_shapes",
+    "LearnedShapes", "learned_shapes", "create_conv2d", "method_names", "method_help", "knob_names",
 ]

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .knobs import check_coc_kernel, validate_knobs
+from .knobs import COC_INITS, KNOB_REGISTRY, check_coc_kernel, validate_knobs
 
 __all__ = ["ARCH_KNOBS", "MODEL_NAMES", "PADDINGS", "SHORTCUTS", "ModelFacts", "check_build", "declare_model",
            "model_facts", "validate_build_args"]
@@ -30,7 +30,7 @@ ARCH_KNOBS: dict[str, tuple[Callable[[Any], bool], str]] = {
     # "torch" (PyTorch's default init) is the default; "released" only for models registered with a
     # ``released_init`` (so the key says which models have one), and for method "coc" on any model: the CoC
     # layers' own released init (layers.coc)
-    "init": (lambda v: v in ("torch", "released"), "one of 'torch', 'released'"),
+    "init": (lambda v: v in COC_INITS, f"one of {', '.join(map(repr, COC_INITS))}"),
     "padding": (lambda v: v in PADDINGS, f"one of {', '.join(map(repr, PADDINGS))}"),
     "shortcut": (lambda v: v in SHORTCUTS, f"one of {', '.join(map(repr, SHORTCUTS))}"),
 }
@@ -145,8 +145,9 @@ def check_build(name: str, num_classes: int, method: str = "stdconv", *, in_chan
     if sizes is None:
         return False
     wsc = knobs.get("wsc", model_facts(name).coc_wsc)
+    skp, dilate, c1x1 = (knobs.get(k, KNOB_REGISTRY[k].default) for k in ("skp", "dilate", "c1x1"))
     for k in sizes:
-        if k % 2 == 0 or (k == 1 and knobs.get("c1x1", False) is not True):
+        if k % 2 == 0 or (k == 1 and c1x1 is not True):
             continue  # convert_model leaves these convs plain (or weight-standardises a 1x1)
-        check_coc_kernel(k, skp=knobs.get("skp", 2), dilate=knobs.get("dilate", True), wsc=wsc)
+        check_coc_kernel(k, skp=skp, dilate=dilate, wsc=wsc)
     return True
