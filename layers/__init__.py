@@ -17,7 +17,7 @@ from importlib import import_module
 from typing import Any
 
 # torch-free: config validation reads these without importing torch (about 650 MB and 1-3 s)
-from .catalogue import MODEL_NAMES, validate_build_args
+from .catalogue import model_names, validate_build_args
 from .knobs import METHOD_KNOBS, METHODS, SIGMA_PATTERNS, knob_names, method_help, method_names
 
 # everything else is imported on first use, from the module that defines it
@@ -32,6 +32,8 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "MODEL_NAMES":  # live, never cached: register_model may add a model at any time
+        return model_names()
     if name in _LAZY:
         value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value
@@ -44,5 +46,6 @@ __all__ = [
     "reparameterize_model", "build_model", "MODEL_NAMES", "METHODS", "METHOD_KNOBS", "SIGMA_PATTERNS",
     "clamp_adaptive_sigmas", "sigma_summary", "count_params_flops", "ConversionReport", "register_model",
     "validate_build_args", "effective_receptive_field", "erf_radii", "theoretical_receptive_field",
-    "LearnedShapes", "learned_shapes", "create_conv2d", "method_names", "method_help", "knob_names",
+    "LearnedShapes", "learned_shapes", "create_conv2d", "model_names", "method_names", "method_help",
+    "knob_names",
 ]

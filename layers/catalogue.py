@@ -16,7 +16,7 @@ from typing import Any
 from .knobs import COC_INITS, KNOB_REGISTRY, check_coc_kernel, validate_knobs
 
 __all__ = ["ARCH_KNOBS", "MODEL_NAMES", "PADDINGS", "SHORTCUTS", "ModelFacts", "check_build", "declare_model",
-           "model_facts", "validate_build_args"]
+           "model_facts", "model_names", "validate_build_args"]
 
 # the ACONV nets: TF's 'same' padding of the authors' Keras code, and the released ResNet's shortcut
 PADDINGS = ("symmetric", "tf_same")
@@ -91,12 +91,25 @@ for _facts in (
 ):
     declare_model(_facts)
 
-MODEL_NAMES: tuple[str, ...] = tuple(_FACTS)
+
+
+def model_names() -> tuple[str, ...]:
+    """Every model declared so far, built-ins first: read at call time, so a model ``register_model`` adds
+    after import is listed (the schema's allowed models, the expansion's check)."""
+    return tuple(_FACTS)
+
+
+def __getattr__(name: str) -> Any:
+    # MODEL_NAMES: a live view for the callers of the old constant (a tuple frozen at import left out every
+    # model registered later); new code calls model_names()
+    if name == "MODEL_NAMES":
+        return model_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def model_facts(name: str) -> ModelFacts:
     if name not in _FACTS:
-        raise ValueError(f"model must be one of {tuple(_FACTS)} (got {name!r})")
+        raise ValueError(f"model must be one of {model_names()} (got {name!r})")
     return _FACTS[name]
 
 

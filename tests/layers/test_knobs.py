@@ -67,5 +67,5 @@ def test_method_help_lists_every_method_and_knob_with_default_and_allowed_values
 
 def test_registry_helpers_import_no_torch():
     code = ("import sys, layers; layers.method_help(); layers.knob_names('coc'); layers.method_names(); "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+            "layers.model_names(); assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
