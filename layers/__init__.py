@@ -1,11 +1,25 @@
 """Receptive-field-shaping convolution layers and the models that use them (pure PyTorch).
 
+What belongs here: the conv variants as drop-in ``nn.Conv2d`` replacements, their exact
+re-parameterisation into a plain conv, the conversion of a model's convs, the registries (methods and their
+knobs, models) and the read-outs of the layers (sigmas, parameter/FLOP counts, ERF, learned shapes).
+What it may import: torch (lazily: ``import layers`` itself imports none), torchvision and timm (only inside
+the builders that need them), and nothing of ours (not ``orchestrator``, not ``pipelines``). The registries
+``knobs`` (methods and knobs) and ``catalogue`` (models) are plain Python, so config validation gets every
+answer a build would give without torch (about 650 MB and 1-3 s); every other name loads its module on
+first use.
+
 Variants (all subclass ``nn.Conv2d``, so they load a plain conv's state_dict and keep its signature):
-``GMConv2d`` (static S-GMConv / dynamic D-GMConv, Chen et al.), ``CoCConv2d`` (Zhao et al.),
-``AdaptiveConv2d`` (ACONV, Tek et al.), ``StdConv2d`` (weight standardisation, Qiao et al.).
-``convert_model`` swaps convs by policy, ``reparameterize_model`` folds every foldable layer into a plain
-conv, ``build_model`` = registry builder + ``convert_model``. ``effective_receptive_field`` measures what all
-three change: how far from a unit's centre the input still moves it (``layers/erf.py``).
+``GMConv2d`` (static S-GMConv / dynamic D-GMConv, Chen et al.; ``gmconv``), ``CoCConv2d`` (Zhao et al.;
+``coc``, its kernel math in ``coc_kernel``), ``AdaptiveConv2d`` (ACONV, Tek et al.; ``aconv``),
+``StdConv2d`` (weight standardisation, Qiao et al.; ``stdconv``), on the foldable base ``ReparamConv2d``
+(``_reparam``); ``orth_loss`` is the OCNN regulariser (``orth``). Each fills its tensors in
+``reset_parameters``, so a ``meta`` build + ``to_empty`` + a reset per module equals a direct build.
+``create_conv2d`` turns a method name into its layer (``create``), ``convert_model`` swaps a model's convs by
+the method's policy (``convert``), ``reparameterize_model`` folds every foldable layer into a plain conv
+(``fold``), ``build_model`` = registry builder + ``convert_model`` (``models/``).
+``effective_receptive_field`` measures what all three change: how far from a unit's centre the input
+still moves it (``erf``).
 
 Compilation: every variant traces with ``torch.fx.symbolic_trace`` and runs under ``torch.compile``
 (CPU, inductor) with outputs equal to eager mode; both are covered by ``tests/layers/test_compile.py``.
@@ -26,8 +40,8 @@ _LAZY = {
     "convert_model": "convert", "create_conv2d": "create", "effective_receptive_field": "erf", "erf_radii": "erf",
     "theoretical_receptive_field": "erf", "reparameterize_model": "fold", "GMConv2d": "gmconv",
     "build_model": "models", "register_model": "models", "orth_loss": "orth", "ReparamConv2d": "_reparam",
-    "StdConv2d": "stdconv",
-    "count_params_flops": "summary", "sigma_summary": "summary", "LearnedShapes": "shapes", "learned_shapes": "shapes",
+    "StdConv2d": "stdconv", "count_params_flops": "summary", "sigma_summary": "summary", "LearnedShapes": "shapes",
+    "learned_shapes": "shapes",
 }
 
 
