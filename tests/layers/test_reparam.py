@@ -1,13 +1,13 @@
-"""Every variant and every method's model built on the ``meta`` device, moved with ``to_empty()`` and reset
-module by module (what FSDP and deferred init do) equals a direct build: no tensor is filled only in
-``__init__``."""
+"""ReparamConv2d's initialisation contract (layers/_reparam.py): every variant and every method's model built
+on the ``meta`` device, moved with ``to_empty()`` and reset module by module (what FSDP and deferred init do)
+equals a direct build: no tensor is filled only in ``__init__``."""
 
 import pytest
 import torch
 from layer_variants import VARIANTS
 from torch import nn
 
-from layers import METHODS, build_model
+from layers import build_model, method_names
 
 GEOMETRIES = [(4, 6, 3, {"padding": 1}), (3, 8, 5, {"stride": 2, "padding": 2, "bias": False}),
               (4, 8, 1, {})]
@@ -46,7 +46,7 @@ def test_meta_build_then_reset_equals_direct_build(variant, geometry):
     torch.testing.assert_close(deferred.eval()(x), direct.eval()(x), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", method_names())
 def test_meta_model_loads_a_checkpoint_and_computes_the_same(method):
     """A model materialised from ``meta`` and given a checkpoint (which holds no non-persistent buffer) computes
     what the model that wrote it does: the derived buffers were refilled by the resets, not left empty."""
