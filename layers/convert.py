@@ -31,9 +31,9 @@ import torch
 from torch import nn
 
 from .create import create_conv2d, layer_class, policy_layer
-from .knobs import C1X1_MODES, METHOD_KNOBS, METHODS, validate_knobs
+from .knobs import METHODS, validate_knobs
 
-__all__ = ["METHODS", "METHOD_KNOBS", "C1X1_MODES", "ConversionReport", "convert_model", "validate_knobs"]
+__all__ = ["ConversionReport", "convert_model"]
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ channel over ``(C_in/groups, k, k)``, *unbiased* std, ``eps`` added to the std (
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn.common_types import _size_2_t
 
 from ._reparam import ReparamConv2d

@@ -20,7 +20,8 @@ from typing import Any
 from torch import nn
 
 from ..catalogue import ARCH_KNOBS, ModelFacts, declare_model, model_facts, model_names, validate_build_args
-from ..convert import METHOD_KNOBS, convert_model
+from ..convert import convert_model
+from ..knobs import METHOD_KNOBS
 from .aconv_nets import aconv_resnet, aconv_simple, released_init_
 from .cifar_resnet import resnet18_cifar, resnet20, resnet56
 
