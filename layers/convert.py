@@ -87,7 +87,7 @@ def convert_model(model: nn.Module, method: str, *, include: Sequence[str] | Non
     """Replace ``model``'s plain convs in place by ``method``'s policy; return what was replaced.
 
     ``include``: only module names matching one of these patterns are candidates (default: all);
-    ``exclude``: names matching one of these are never converted. Knobs: ``METHOD_KNOBS[method]``.
+    ``exclude``: names matching one of these are never converted. Knobs: ``layers.knob_names(method)``.
     """
     if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
         raise ValueError(f"convert_model: model is wrapped in {type(model).__name__}; convert the bare model "
