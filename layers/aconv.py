@@ -20,7 +20,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.common_types import _size_2_t
 
-from .stdconv import ReparamConv2d, check_odd_square_kernel, standardize_weight
+from ._reparam import ReparamConv2d, check_odd_square_kernel
+from .stdconv import standardize_weight
 
 __all__ = ["adaptive_envelope", "AdaptiveConv2d", "clamp_adaptive_sigmas"]
 
@@ -55,23 +56,35 @@ class AdaptiveConv2d(ReparamConv2d):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
                          padding_mode, device=device, dtype=dtype)
         k = check_odd_square_kernel(self.kernel_size, "AdaptiveConv2d", min_size=3)
-        factory = {"device": self.weight.device, "dtype": self.weight.dtype}
         if isinstance(sigma_init, (int, float)):
             if not sigma_init > 0:
                 raise ValueError(f"AdaptiveConv2d: sigma_init must be > 0 (got {sigma_init!r})")
-            sigma = torch.full((out_channels,), float(sigma_init), **factory)
         else:
             bounds = tuple(float(v) for v in sigma_init)
             if len(bounds) != 2 or not 0 < bounds[0] <= bounds[1]:
                 raise ValueError(f"AdaptiveConv2d: sigma_init must be a float > 0 or (lo, hi) with "
                                  f"0 < lo <= hi (got {sigma_init!r})")
-            sigma = torch.linspace(bounds[0], bounds[1], out_channels, **factory)
         clip = (1.0 / k, float(k)) if sigma_clip is None else tuple(float(v) for v in sigma_clip)
         if len(clip) != 2 or not 0 < clip[0] <= clip[1]:
             raise ValueError(f"AdaptiveConv2d: sigma_clip must be (lo, hi) with 0 < lo <= hi (got {sigma_clip!r})")
         self.sigma_init, self.sigma_clip, self.stnd = sigma_init, clip, bool(stnd)
-        self.sigma = nn.Parameter(sigma)
-        self.register_buffer("dist2", normalised_grid_dist2(k, **factory), persistent=False)
+        factory = {"device": self.weight.device, "dtype": self.weight.dtype}
+        self.sigma = nn.Parameter(torch.empty(out_channels, **factory))
+        self.register_buffer("dist2", torch.empty(k, k, **factory), persistent=False)
+        self._variant_built = True
+        self.reset_variant()
+
+    @torch.no_grad()
+    def reset_variant(self) -> None:
+        """Sigmas from ``sigma_init`` (one value, or ``linspace(lo, hi, C_out)``) and the grid distances."""
+        if isinstance(self.sigma_init, (int, float)):
+            self.sigma.fill_(float(self.sigma_init))
+        else:
+            lo, hi = (float(v) for v in self.sigma_init)
+            self.sigma.copy_(torch.linspace(lo, hi, self.out_channels, device=self.sigma.device,
+                                            dtype=self.sigma.dtype))
+        self.dist2.copy_(normalised_grid_dist2(self.kernel_size[0], device=self.dist2.device,
+                                               dtype=self.dist2.dtype))
 
     def envelope(self) -> Tensor:
         """``(C_out, k, k)``, RMS-normalised."""

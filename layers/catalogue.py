@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .knobs import check_coc_kernel, validate_knobs
+from .knobs import COC_INITS, KNOB_REGISTRY, check_coc_kernel, validate_knobs
 
 __all__ = ["ARCH_KNOBS", "MODEL_NAMES", "PADDINGS", "SHORTCUTS", "ModelFacts", "check_build", "declare_model",
-           "model_facts", "validate_build_args"]
+           "model_facts", "model_names", "validate_build_args"]
 
 # the ACONV nets: TF's 'same' padding of the authors' Keras code, and the released ResNet's shortcut
 PADDINGS = ("symmetric", "tf_same")
@@ -30,7 +30,7 @@ ARCH_KNOBS: dict[str, tuple[Callable[[Any], bool], str]] = {
     # "torch" (PyTorch's default init) is the default; "released" only for models registered with a
     # ``released_init`` (so the key says which models have one), and for method "coc" on any model: the CoC
     # layers' own released init (layers.coc)
-    "init": (lambda v: v in ("torch", "released"), "one of 'torch', 'released'"),
+    "init": (lambda v: v in COC_INITS, f"one of {', '.join(map(repr, COC_INITS))}"),
     "padding": (lambda v: v in PADDINGS, f"one of {', '.join(map(repr, PADDINGS))}"),
     "shortcut": (lambda v: v in SHORTCUTS, f"one of {', '.join(map(repr, SHORTCUTS))}"),
 }
@@ -91,12 +91,25 @@ for _facts in (
 ):
     declare_model(_facts)
 
-MODEL_NAMES: tuple[str, ...] = tuple(_FACTS)
+
+
+def model_names() -> tuple[str, ...]:
+    """Every model declared so far, built-ins first: read at call time, so a model ``register_model`` adds
+    after import is listed (the schema's allowed models, the expansion's check)."""
+    return tuple(_FACTS)
+
+
+def __getattr__(name: str) -> Any:
+    # MODEL_NAMES: a live view for the callers of the old constant (a tuple frozen at import left out every
+    # model registered later); new code calls model_names()
+    if name == "MODEL_NAMES":
+        return model_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def model_facts(name: str) -> ModelFacts:
     if name not in _FACTS:
-        raise ValueError(f"model must be one of {tuple(_FACTS)} (got {name!r})")
+        raise ValueError(f"model must be one of {model_names()} (got {name!r})")
     return _FACTS[name]
 
 
@@ -145,8 +158,9 @@ def check_build(name: str, num_classes: int, method: str = "stdconv", *, in_chan
     if sizes is None:
         return False
     wsc = knobs.get("wsc", model_facts(name).coc_wsc)
+    skp, dilate, c1x1 = (knobs.get(k, KNOB_REGISTRY[k].default) for k in ("skp", "dilate", "c1x1"))
     for k in sizes:
-        if k % 2 == 0 or (k == 1 and knobs.get("c1x1", False) is not True):
+        if k % 2 == 0 or (k == 1 and c1x1 is not True):
             continue  # convert_model leaves these convs plain (or weight-standardises a 1x1)
-        check_coc_kernel(k, skp=knobs.get("skp", 2), dilate=knobs.get("dilate", True), wsc=wsc)
+        check_coc_kernel(k, skp=skp, dilate=dilate, wsc=wsc)
     return True

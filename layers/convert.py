@@ -1,6 +1,7 @@
 """Policy-based model surgery: swap the plain ``nn.Conv2d`` layers of an existing model for a variant.
 
-Policies (GMConv paper Sec. 3/4.1; CoC code's builder; ACONV Sec. 4):
+Policies (GMConv paper Sec. 3/4.1; CoC code's builder; ACONV Sec. 4), decided per conv by
+``layers.create.policy_layer`` and built by ``create_conv2d`` (the one place a method becomes a layer):
 - ``stdconv``: nothing, unless ``stnd=True``: then every ``k > 1`` conv becomes a ``StdConv2d``;
 - ``s-gmconv``: every ``k > 1`` conv becomes a static ``GMConv2d``;
 - ``gmconv``: the stem (the first conv in module order, which is the first applied to the input in every
@@ -29,19 +30,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from .aconv import AdaptiveConv2d
-from .coc import CoCConv2d
-from .gmconv import GMConv2d
-from .knobs import C1X1_MODES, METHOD_KNOBS, METHODS, validate_knobs
-from .stdconv import StdConv2d
+from .create import create_conv2d, layer_class, policy_layer
+from .knobs import METHODS, validate_knobs
 
-__all__ = ["METHODS", "METHOD_KNOBS", "C1X1_MODES", "ConversionReport", "convert_model", "validate_knobs"]
+__all__ = ["ConversionReport", "convert_model"]
 
 log = logging.getLogger(__name__)
 
-_VARIANT = {"stdconv": StdConv2d, "s-gmconv": GMConv2d, "gmconv": GMConv2d, "coc": CoCConv2d,
-            "aconv": AdaptiveConv2d}
-_ALL_VARIANTS = (StdConv2d, GMConv2d, CoCConv2d, AdaptiveConv2d)
+_ALL_VARIANTS = tuple(dict.fromkeys(layer_class(method) for method in METHODS))
 
 
 @dataclass(frozen=True)
@@ -65,27 +61,16 @@ class ConversionReport:
         return counts
 
 
-def _layer_kwargs(method: str, knobs: dict[str, Any]) -> dict[str, Any]:
-    if method == "stdconv":
-        return {}
-    if method == "aconv":
-        kwargs = {k: v for k, v in knobs.items() if k != "aconv_sigma_init"}
-        if "aconv_sigma_init" in knobs:
-            value = knobs["aconv_sigma_init"]
-            kwargs["sigma_init"] = value if isinstance(value, (int, float)) else tuple(value)
-        return kwargs
-    return {k: v for k, v in knobs.items() if k != "c1x1"}
-
-
 def _matches(name: str, patterns: Sequence[str] | None) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns or ())
 
 
-def _swap(conv: nn.Conv2d, cls: type[nn.Conv2d], kwargs: dict[str, Any]) -> nn.Conv2d:
-    new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
-              conv.groups, conv.bias is not None, conv.padding_mode, **kwargs,
-              device=conv.weight.device, dtype=conv.weight.dtype)
-    own_init = kwargs.get("init") == "released"  # the layer drew its kernels as the released code does
+def _swap(conv: nn.Conv2d, method: str, knobs: dict[str, Any], *, stem: bool) -> nn.Conv2d:
+    new = create_conv2d(method, conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                        conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode, stem=stem,
+                        device=conv.weight.device, dtype=conv.weight.dtype, **knobs)
+    # CoC's init="released": the layer drew its kernels as the released code does
+    own_init = knobs.get("init") == "released" and type(new) is layer_class(method)
     with torch.no_grad():
         if not own_init:
             new.weight.copy_(conv.weight)
@@ -102,7 +87,7 @@ def convert_model(model: nn.Module, method: str, *, include: Sequence[str] | Non
     """Replace ``model``'s plain convs in place by ``method``'s policy; return what was replaced.
 
     ``include``: only module names matching one of these patterns are candidates (default: all);
-    ``exclude``: names matching one of these are never converted. Knobs: ``METHOD_KNOBS[method]``.
+    ``exclude``: names matching one of these are never converted. Knobs: ``layers.knob_names(method)``.
     """
     if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
         raise ValueError(f"convert_model: model is wrapped in {type(model).__name__}; convert the bare model "
@@ -113,8 +98,8 @@ def convert_model(model: nn.Module, method: str, *, include: Sequence[str] | Non
     validate_knobs(method, knobs)
     convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     variants = [(n, m) for n, m in convs if isinstance(m, _ALL_VARIANTS)]
-    foreign = [(n, m) for n, m in variants if type(m) is not _VARIANT[method]
-               and not (method == "coc" and type(m) is StdConv2d and m.kernel_size == (1, 1))]
+    foreign = [(n, m) for n, m in variants if type(m) is not layer_class(method)
+               and not (method == "coc" and type(m) is layer_class("stdconv") and m.kernel_size == (1, 1))]
     if foreign:
         raise ValueError(f"convert_model: model already holds layers of another conv variant ({foreign[0][0]!r}: "
                          f"{type(foreign[0][1]).__name__}); build a fresh model for method {method!r}")
@@ -125,32 +110,26 @@ def convert_model(model: nn.Module, method: str, *, include: Sequence[str] | Non
         return ConversionReport(method, knobs=dict(knobs))
 
     stem = convs[0][0] if convs else None
-    kwargs = _layer_kwargs(method, knobs)
-    c1x1 = knobs.get("c1x1", False) if method == "coc" else False
     replaced, skipped = [], []
     for name, conv in convs:
         if (include is not None and not _matches(name, include)) or _matches(name, exclude):
             continue
         kh, kw = conv.kernel_size
-        if (kh, kw) == (1, 1) and c1x1 is not True:
-            if c1x1 != "ws":
-                continue
-            if conv.weight[0].numel() < 2:
-                skipped.append((name, "1x1 with one weight per output channel: nothing to standardise"))
-                continue
-            parent_name, _, child = name.rpartition(".")
-            setattr(model.get_submodule(parent_name), child, _swap(conv, StdConv2d, {}))
-            replaced.append((name, StdConv2d.__name__))
+        target = policy_layer(method, (kh, kw), knobs)
+        if target is None:
+            continue
+        if target != method and conv.weight[0].numel() < 2:  # CoC's c1x1="ws" on a 1x1 conv
+            skipped.append((name, "1x1 with one weight per output channel: nothing to standardise"))
             continue
         if kh != kw or kh % 2 == 0:
             skipped.append((name, f"kernel_size {conv.kernel_size} is not odd and square"))
             continue
-        cls, layer_kwargs, kind = _VARIANT[method], dict(kwargs), _VARIANT[method].__name__
+        new = _swap(conv, method, knobs, stem=name == stem)
+        kind = type(new).__name__
         if method in ("s-gmconv", "gmconv"):
-            layer_kwargs["dynamic"] = method == "gmconv" and name == stem
-            kind += "(dynamic)" if layer_kwargs["dynamic"] else "(static)"
+            kind += "(dynamic)" if new.dynamic else "(static)"
         parent_name, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent_name), child, _swap(conv, cls, layer_kwargs))
+        setattr(model.get_submodule(parent_name), child, new)
         replaced.append((name, kind))
     if not replaced:
         warnings.warn(f"convert_model: no conv matched method {method!r} (include={include!r}, "

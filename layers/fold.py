@@ -13,7 +13,7 @@ import copy
 
 from torch import nn
 
-from .stdconv import ReparamConv2d
+from ._reparam import ReparamConv2d
 
 __all__ = ["reparameterize_model"]
 

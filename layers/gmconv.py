@@ -35,7 +35,8 @@ from torch import Tensor, nn
 from torch.nn.common_types import _size_2_t
 
 from .knobs import SIGMA_PATTERNS
-from .stdconv import ReparamConv2d, check_odd_square_kernel, standardize_weight
+from ._reparam import ReparamConv2d, check_odd_square_kernel
+from .stdconv import standardize_weight
 
 __all__ = ["SIGMA_PATTERNS", "gaussian_mask", "per_sample_conv2d", "SigmaModule", "GMConv2d"]
 
@@ -82,18 +83,36 @@ def _inverse_softplus(value: float) -> float:
     return value + math.log(-math.expm1(-value))
 
 
+class _SigmaHead(nn.Linear):
+    """The sigma module's last ``Linear``: zero weights and a bias of ``softplus^-1(v - SIGMA_FLOOR)`` per
+    output, so every input starts at exactly ``init_values`` (module docstring)."""
+
+    def __init__(self, in_features: int, init_values: tuple[float, ...], *, device=None, dtype=None) -> None:
+        # read by reset_parameters(), which nn.Linear.__init__ calls
+        self.init_values = tuple(float(v) for v in init_values)
+        super().__init__(in_features, len(self.init_values), device=device, dtype=dtype)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        super().reset_parameters()  # drawn and overwritten: keeps the random stream of every later layer
+        self.weight.zero_()
+        self.bias.copy_(torch.tensor([_inverse_softplus(v - SIGMA_FLOOR) for v in self.init_values]))
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", init_values={self.init_values}"
+
+
 class SigmaModule(nn.Module):
     """Paper Eq. 7: predicts ``n_out`` positive values per sample from global max+avg pooled features."""
 
     def __init__(self, in_channels: int, n_out: int, reduction: float, init_values: tuple[float, ...], *,
                  device=None, dtype=None) -> None:
         super().__init__()
+        if len(init_values) != n_out:
+            raise ValueError(f"SigmaModule: init_values must hold n_out={n_out} values (got {init_values!r})")
         hidden = max(1, math.floor(2 * in_channels / reduction + 1e-9))
         self.fc1 = nn.Linear(2 * in_channels, hidden, bias=False, device=device, dtype=dtype)  # Eq. 7: W0 z
-        self.fc2 = nn.Linear(hidden, n_out, device=device, dtype=dtype)
-        with torch.no_grad():
-            self.fc2.weight.zero_()
-            self.fc2.bias.copy_(torch.tensor([_inverse_softplus(v - SIGMA_FLOOR) for v in init_values]))
+        self.fc2 = _SigmaHead(hidden, init_values, device=device, dtype=dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         """x ``(B, C, H, W)`` -> ``(B, n_out)``, every entry > ``SIGMA_FLOOR``."""
@@ -125,18 +144,30 @@ class GMConv2d(ReparamConv2d):
             raise ValueError(f"GMConv2d: reduction must be > 0 (got {reduction!r})")
         self.dynamic, self.sigma_init, self.sigma_pattern = bool(dynamic), float(sigma_init), sigma_pattern
         self.reduction, self.stnd = float(reduction), bool(stnd)
-        dy2, dx2 = offset_grids(k, device=self.weight.device, dtype=self.weight.dtype)
-        self.register_buffer("dy2", dy2, persistent=False)
-        self.register_buffer("dx2", dx2, persistent=False)
+        factory = {"device": self.weight.device, "dtype": self.weight.dtype}
+        self.register_buffer("dy2", torch.empty(k, 1, **factory), persistent=False)
+        self.register_buffer("dx2", torch.empty(1, k, **factory), persistent=False)
         if self.dynamic:
             init = {"sigma": (sigma_init,), "sigma1_sigma2": (sigma_init, sigma_init),
                     "sigma1_rsigma": (sigma_init, 1.0)}[sigma_pattern]
             self.sigma_module = SigmaModule(in_channels, len(init), reduction, init, device=device, dtype=dtype)
-            self.register_buffer("last_sigma", torch.full((2,), self.sigma_init, device=self.weight.device,
-                                                          dtype=self.weight.dtype), persistent=False)
+            self.register_buffer("last_sigma", torch.empty(2, **factory), persistent=False)
         else:
-            self.sigma = nn.Parameter(torch.tensor(self.sigma_init, device=self.weight.device,
-                                                   dtype=self.weight.dtype))
+            self.sigma = nn.Parameter(torch.empty((), **factory))
+        self._variant_built = True
+        self.reset_variant()
+
+    @torch.no_grad()
+    def reset_variant(self) -> None:
+        """The offset grids, the static sigma (``sigma_init``) and ``last_sigma``; the sigma module resets
+        its own ``Linear`` layers."""
+        dy2, dx2 = offset_grids(self.kernel_size[0], device=self.dy2.device, dtype=self.dy2.dtype)
+        self.dy2.copy_(dy2)
+        self.dx2.copy_(dx2)
+        if self.dynamic:
+            self.last_sigma.fill_(self.sigma_init)
+        else:
+            self.sigma.fill_(self.sigma_init)
 
     @property
     def foldable(self) -> bool:  # type: ignore[override]

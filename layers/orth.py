@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .stdconv import ReparamConv2d
+from ._reparam import ReparamConv2d
 
 __all__ = ["conv_orth_distance", "gram_orth_distance", "orth_loss"]
 

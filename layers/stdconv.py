@@ -1,21 +1,20 @@
 """Weight standardisation (Qiao et al., "Micro-Batch Training with Batch-Channel Normalization and Weight
-Standardization", 2019) and the shared base class of every re-parameterisable conv in this package.
+Standardization", 2019).
 
 ``standardize_weight`` is the one helper every variant calls when built with ``stnd=True`` (CoC paper,
 Table 1 uses it alone and with CoC). It follows the official WS code and CoC's ``Wsc2d``: per output
 channel over ``(C_in/groups, k, k)``, *unbiased* std, ``eps`` added to the std (not the variance).
-
-``ReparamConv2d`` is an ``nn.Conv2d`` whose forward convolves with ``get_equivalent_kernel_bias()``; it
-gives every foldable variant the same ``fold()`` (-> plain ``nn.Conv2d``).
 """
 
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn.common_types import _size_2_t
 
-__all__ = ["standardize_weight", "ReparamConv2d", "StdConv2d", "check_odd_square_kernel"]
+from ._reparam import ReparamConv2d
+
+__all__ = ["standardize_weight", "StdConv2d"]
 
 WS_EPS = 1e-5
 
@@ -29,45 +28,6 @@ def standardize_weight(weight: Tensor, eps: float = WS_EPS) -> Tensor:
     flat = weight.flatten(1)
     var, mean = torch.var_mean(flat, dim=1, correction=1, keepdim=True)
     return ((flat - mean) / (var.sqrt() + eps)).view_as(weight)
-
-
-def check_odd_square_kernel(kernel_size: tuple[int, int], layer: str, *, min_size: int = 1) -> int:
-    """Return ``k`` for a square odd kernel, else raise a one-line ``ValueError``."""
-    kh, kw = kernel_size
-    if kh != kw or kh % 2 == 0 or kh < min_size:
-        allowed = f"odd and square, >= {min_size}" if min_size > 1 else "odd and square (1, 3, 5, ...)"
-        raise ValueError(f"{layer}: kernel_size must be {allowed} (got {tuple(kernel_size)!r})")
-    return kh
-
-
-class ReparamConv2d(nn.Conv2d):
-    """Base of the foldable variants: a conv whose effective kernel is computed from its parameters.
-
-    Subclasses implement ``get_equivalent_kernel_bias()``; ``forward`` and ``fold`` use it, so the
-    training-form output and the folded conv are the same computation by construction.
-    """
-
-    foldable: bool = True
-
-    def get_equivalent_kernel_bias(self) -> tuple[Tensor, Tensor | None]:
-        raise NotImplementedError
-
-    def forward(self, x: Tensor) -> Tensor:
-        weight, bias = self.get_equivalent_kernel_bias()
-        return self._conv_forward(x, weight, bias)
-
-    @torch.no_grad()
-    def fold(self) -> nn.Conv2d:
-        """A plain ``nn.Conv2d`` computing the same function (eval semantics), on the same device/dtype."""
-        weight, bias = self.get_equivalent_kernel_bias()
-        conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding,
-                         self.dilation, self.groups, bias is not None, self.padding_mode,
-                         device=weight.device, dtype=weight.dtype)
-        conv.weight.copy_(weight)
-        if bias is not None:
-            conv.bias.copy_(bias)
-        conv.train(self.training)
-        return conv
 
 
 class StdConv2d(ReparamConv2d):

@@ -19,12 +19,13 @@ from typing import Any
 
 from torch import nn
 
-from ..catalogue import ARCH_KNOBS, MODEL_NAMES, ModelFacts, declare_model, model_facts, validate_build_args
-from ..convert import METHOD_KNOBS, convert_model
+from ..catalogue import ARCH_KNOBS, ModelFacts, declare_model, model_facts, model_names, validate_build_args
+from ..convert import convert_model
+from ..knobs import METHOD_KNOBS
 from .aconv_nets import aconv_resnet, aconv_simple, released_init_
 from .cifar_resnet import resnet18_cifar, resnet20, resnet56
 
-__all__ = ["register_model", "build_model", "validate_build_args", "MODEL_NAMES", "model_names", "ARCH_KNOBS"]
+__all__ = ["register_model", "build_model", "validate_build_args", "model_names", "ARCH_KNOBS"]
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +61,11 @@ def register_model(name: str, *, kernel_size_knob: bool = False, coc_wsc: bool =
         if name in _REGISTRY:
             raise ValueError(f"register_model: name {name!r} is already registered")
         # a built-in's facts are declared (with its kernels) in layers.catalogue: the two must agree
-        known = model_facts(name).kernels if name in MODEL_NAMES else None
+        known = model_facts(name).kernels if name in model_names() else None
         declare_model(ModelFacts(name, kernel_size_knob, coc_wsc, tuple(arch_knobs), known))
         _REGISTRY[name] = ModelEntry(name, builder, kernel_size_knob, coc_wsc, tuple(arch_knobs), released_init)
         return builder
     return decorate
-
-
-def model_names() -> tuple[str, ...]:
-    return tuple(_REGISTRY)
 
 
 def _with_in_channels(model: nn.Module, in_channels: int) -> nn.Module:
@@ -124,7 +121,7 @@ for _name in ("mobilenet_v2", "shufflenet_v2_x1_0", "mobilenet_v3_small"):
 for _name in ("hrnet_w18_small", "hrnet_w18_small_v2", "hrnet_w18"):
     _timm(_name)
 
-assert model_names() == MODEL_NAMES, "layers.catalogue declares every built-in model, in order"
+assert tuple(_REGISTRY) == model_names(), "layers.catalogue declares every built-in model, in order"
 
 
 def build_model(name: str, num_classes: int, method: str = "stdconv", *, in_channels: int = 3,

@@ -33,8 +33,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from layers import METHODS, build_model, clamp_adaptive_sigmas, reparameterize_model
-from layers.stdconv import ReparamConv2d
+from layers import METHODS, ReparamConv2d, build_model, clamp_adaptive_sigmas, reparameterize_model
 
 # row -> (model, input size, batch, classes, goal row?)
 CONFIGS = {

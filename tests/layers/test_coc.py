@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from layers import CoCConv2d
-from layers.coc import DILATION_TABLE, canvas_to_kernels, kernels_to_canvas, super_kernel_geometry
+from layers.coc_kernel import canvas_to_kernels, kernels_to_canvas
+from layers.knobs import DILATION_TABLE, super_kernel_geometry
 
 PLAIN = {"skip": False, "super_norm": False, "final_norm": False, "wsc": False}
 

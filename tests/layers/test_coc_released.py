@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from layers import CoCConv2d, StdConv2d, build_model, convert_model, reparameterize_model
-from layers.coc import kernels_to_canvas, canvas_to_kernels, released_extensions
+from layers.coc import released_extensions
+from layers.coc_kernel import canvas_to_kernels, kernels_to_canvas
 
 
 def _literal_kernel(layer: CoCConv2d) -> torch.Tensor:

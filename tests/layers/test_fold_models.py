@@ -9,7 +9,7 @@ from torch import nn
 
 from layers import MODEL_NAMES, GMConv2d, convert_model, count_params_flops, reparameterize_model
 from layers.models.registry import build_model
-from layers.stdconv import ReparamConv2d
+from layers import ReparamConv2d
 from layer_variants import calibrate_bn
 
 SMALL = {"resnet20", "resnet56", "resnet18_cifar", "aconv_simple", "aconv_resnet"}

@@ -21,6 +21,30 @@ def test_unknown_name_lists_valid_ones():
         build_model("resnet21", 10)
 
 
+@pytest.fixture
+def model_registered_late():
+    """A model registered after ``import layers`` (as a user's plug-in would), removed again afterwards."""
+    from layers import catalogue
+    from layers.models import registry
+
+    name = "tiny_registered_late"
+    register_model(name)(lambda num_classes, in_channels=3: nn.Sequential(
+        nn.Conv2d(in_channels, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes)))
+    yield name
+    del registry._REGISTRY[name], catalogue._FACTS[name]
+
+
+def test_a_model_registered_after_import_is_listed(model_registered_late):
+    import layers
+    import layers.catalogue
+
+    assert model_registered_late in layers.model_names()
+    assert model_registered_late in layers.MODEL_NAMES  # the old constant is a live view too
+    assert model_registered_late in layers.catalogue.MODEL_NAMES
+    assert layers.catalogue.check_build(model_registered_late, 10, "coc") is False  # its kernels: only a build
+    assert isinstance(build_model(model_registered_late, 10, "s-gmconv")[0], layers.GMConv2d)
+
+
 def test_duplicate_registration_raises():
     with pytest.raises(ValueError, match="already registered"):
         register_model("resnet20")(lambda num_classes, in_channels=3: nn.Identity())

@@ -1,12 +1,12 @@
-"""CoC's fast kernel computation (layers/coc.py) equals its literal definitions, values and gradients."""
+"""CoC's fast kernel computation (layers/coc_kernel.py) equals its literal definitions, values and gradients."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from layers import CoCConv2d
-from layers.coc import (canvas_permutation, grouped_canvas_matmul, super_conv_basis, super_conv_index,
-                        super_kernel_geometry)
+from layers.coc_kernel import canvas_permutation, grouped_canvas_matmul, super_conv_basis, super_conv_index
+from layers.knobs import super_kernel_geometry
 
 
 @pytest.mark.parametrize("sa,k,skp,dilate", [(2, 3, 2, True), (2, 3, 2, False), (3, 5, 4, True), (2, 7, 2, True)])
