@@ -20,9 +20,10 @@ import torch
 from torch import nn
 
 import layers
+from orchestrator.spec.schema import ErfSpec
 from orchestrator.plots.erfplot import draw_erf
 
-__all__ = ["ANALYSIS_DIR", "erf_analysis", "first_images", "read_metrics"]
+__all__ = ["ANALYSIS_DIR", "erf_analysis", "first_images", "read_metrics", "trial_erf"]
 
 ANALYSIS_DIR = "analysis"
 
@@ -51,6 +52,13 @@ def erf_analysis(model: nn.Module, stage: str, images: torch.Tensor, out_dir: Pa
     draw_erf(erf.numpy(), out_dir / f"{name}.png", f"{name}: {stage}, {len(images)} images, "
              f"r50 {r50:.1f} px, r90 {r90:.1f} px, TRF {trf} px")
     return metrics
+
+
+def trial_erf(model: nn.Module, spec: ErfSpec, loader: Any, out_dir: Path, name: str) -> dict[str, float]:
+    """The ERF a trial's ``analysis.erf`` asks for, over its first val images, saved as ``name``; returns every
+    summary in ``out_dir`` (so the final one carries the ``erf_init`` reference too, when it was kept)."""
+    erf_analysis(model, spec.stage, first_images(loader, spec.images), out_dir, name)
+    return read_metrics(out_dir)
 
 
 def read_metrics(out_dir: Path) -> dict[str, float]:

@@ -18,11 +18,12 @@ from typing import Any
 import torch
 
 import pipelines
-from orchestrator.train.checkpoint import load_checkpoint
-from orchestrator.spec.schema import TrialSpec
-from orchestrator.train.distributed import DistInfo
-from orchestrator.train.trainer import build_trial_model, evaluate_model
 from orchestrator.dirs.trialdir import TrialDir
+from orchestrator.spec.schema import TrialSpec
+from orchestrator.train.build import build_trial_model
+from orchestrator.train.checkpoint import load_checkpoint
+from orchestrator.train.distributed import DistInfo
+from orchestrator.train.validation import evaluate_model
 
 __all__ = ["evaluate", "load_best_model", "load_final_model"]
 

@@ -12,7 +12,7 @@ import torch
 
 from orchestrator.spec.schema import DatasetSpec, RecipeSpec, ResourcesSpec, TrialSpec
 from orchestrator.train.job import TrialJob
-from orchestrator.train.trainer import CRASH_ONCE_MARKER, FAULT_ENV
+from orchestrator.train.faults import CRASH_ONCE_MARKER, FAULT_ENV
 from orchestrator.dirs.trialdir import TrialDir
 
 
