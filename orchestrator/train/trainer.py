@@ -16,6 +16,9 @@ so the numbers a rank draws in an epoch do not depend on whether the run was int
 checkpoint also records rank 0's generator states at the end of the epoch; rank 0 restores them on resume,
 the other ranks have no saved state and rely on the per-epoch reseed alone. On the CPU a resumed
 single-process run reproduces an uninterrupted one bit for bit at the same thread count (tested).
+
+The data backend the loaders run on (``dataset.backend`` with ``auto`` resolved: ``pytorch``, ``dali-cpu``,
+``dali-gpu`` or ``synthetic``) is written as ``data_backend`` into epoch 1's metrics line and the summary.
 """
 
 from __future__ import annotations
@@ -84,6 +87,8 @@ class Trainer:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.train_loader, self.val_loader = build_loaders(spec, dist)
+        # what `dataset.backend: auto` chose on this node (DALI or the torch fallback): recorded, not implied
+        self.data_backend = self.train_loader.backend
         self.steps_per_epoch = len(self.train_loader)
         if recipe.max_steps_per_epoch is not None:
             self.steps_per_epoch = min(self.steps_per_epoch, recipe.max_steps_per_epoch)
@@ -171,6 +176,8 @@ class Trainer:
                 record.update(self._validate(epoch))
             record["epoch_seconds"] = time.perf_counter() - started
             record["sigma"] = layers.sigma_summary(self.model)
+            if epoch == 1:  # the driver tags the run with it as soon as the first line arrives
+                record["data_backend"] = self.data_backend
             if dist.is_main:
                 self.checkpoints.save(epoch, record, self.progress)
                 self.trial_dir.append_metrics(record)
@@ -221,4 +228,5 @@ class Trainer:
             "folded_params": params,
             "folded_flops": flops,
             "epochs": self.spec.recipe.epochs,
+            "data_backend": self.data_backend,
         }

@@ -41,14 +41,15 @@ def test_single_process_end_to_end_writes_the_trial_files(uninterrupted: TrialDi
     records = [json.loads(line) for line in trial.metrics_path.read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2, 3]
     for r in records:
-        assert set(r) == METRIC_KEYS
+        assert set(r) == METRIC_KEYS | ({"data_backend"} if r["epoch"] == 1 else set())
         assert 0 <= r["val_top1"] <= r["val_top5"] <= 100 and 0 <= r["train_top1"] <= 100
         assert r["images_per_second"] > 0 and r["epoch_seconds"] > 0 and r["sigma"] == {}
     assert [r["lr"] for r in records] == pytest.approx([0.05, 0.05, 0.01])  # multistep x0.2 at epoch 2
 
     summary = json.loads(trial.summary_path.read_text())
     assert set(summary) == {"best_val_top1", "best_epoch", "final_val_top1", "final_val_top5", "folded_params",
-                            "folded_flops", "epochs"}
+                            "folded_flops", "epochs", "data_backend"}
+    assert summary["data_backend"] == records[0]["data_backend"] == "pytorch"  # as tiny_spec asks
     assert summary["final_val_top1"] == records[-1]["val_top1"]
     assert summary["best_val_top1"] == max(r["val_top1"] for r in records)
     assert records[summary["best_epoch"] - 1]["val_top1"] == summary["best_val_top1"]
@@ -103,6 +104,20 @@ def test_dataset_augment_reaches_the_train_loader_only(tmp_path: Path) -> None:
         assert run.val_loader.dataset.transform.padding is None
 
 
+def test_the_backend_auto_chose_is_recorded_in_the_first_line_and_the_summary(tmp_path: Path) -> None:
+    spec = tiny_spec(epochs=2, steps=1).model_copy(
+        update={"dataset": DatasetSpec(name="digits", backend="auto", num_workers=0), "eval_every": 2})
+    trial = new_trial(tmp_path, "auto", spec)
+    run = Trainer(spec, CPU, trial)
+    summary = run.run()
+    # what the loaders are, not what the spec says: on this CPU `auto` serves digits with torchvision
+    built = {type(loader).__module__.rpartition(".")[2] for loader in (run.train_loader, run.val_loader)}
+    assert built == {"pytorch"}
+    first, second = trial.read_metrics()
+    assert first["data_backend"] == summary["data_backend"] == trial.read_summary()["data_backend"] == "pytorch"
+    assert "data_backend" not in second  # one line says it; the others stay the per-epoch figures
+
+
 def test_non_square_images_and_arch_knobs(tmp_path: Path) -> None:
     """LFW-Faces' 50x37 grey images (synthetic backend) through aconv_resnet with one block per stage."""
     spec = tiny_spec(epochs=1, steps=1, layer=LayerSpec(method="aconv", kernel_size=3, blocks_per_stage=1,
@@ -115,6 +130,7 @@ def test_non_square_images_and_arch_knobs(tmp_path: Path) -> None:
     assert sum(isinstance(m, torch.nn.Dropout) for m in model.modules()) == 4
     params, flops = layers.count_params_flops(layers.reparameterize_model(model), input_shape=(1, 1, 50, 37))
     assert (summary["folded_params"], summary["folded_flops"]) == (params, flops)
+    assert summary["data_backend"] == "synthetic"
 
 
 def test_aconv_sigmas_stay_clipped_after_steps(tmp_path: Path) -> None:
