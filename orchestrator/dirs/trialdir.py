@@ -12,8 +12,10 @@ Layout (``<storage root>/<sweep>/<trial_key>/``)::
     mlflow_run_id       the trial's MLflow run (driver, before submit)
     checkpoints/last.pt checkpoints/prev.pt  (rank 0, atomic; each with a ``.sha256`` checksum beside it)
     checkpoints/best.pt checkpoints/best_prev.pt  the best epoch's weights by val_top1 (rank 0, atomic)
-    metrics.jsonl       one object per finished epoch (rank 0)
-    summary.json        final figures (rank 0)
+    metrics.jsonl       one object per finished epoch (rank 0); epoch 1's also holds "data_backend", the
+                        loader backend the job runs on (``dataset.backend: auto`` resolved: pytorch,
+                        dali-cpu, dali-gpu or synthetic), for the driver's MLflow tag convsweep.data_backend
+    summary.json        final figures (rank 0), "data_backend" among them (of the attempt that finished)
     job.log             the job's log
     job.json            the trial's latest job: {"executor": kind, "job_id": id, ...} (driver, after submit);
                         how any later driver or `convsweep cancel` finds a job that may still be running

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from orchestrator.tables.figures import FigureData, Panel
-from orchestrator.tables.plotting import pyplot
+from orchestrator.plots.plotting import pyplot
 
 __all__ = ["render_figure", "save_figure"]
 

@@ -24,7 +24,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from orchestrator.tables.shapeplots import SHAPE_PICTURES
+from orchestrator.plots.shapeplots import SHAPE_PICTURES
 
 __all__ = ["REPORT_TAG", "build_report", "log_report", "write_report"]
 
@@ -57,7 +57,7 @@ def ui_base(tracking_uri: str, ui_url: str | None) -> str:
 def _figure_png(sweep: Any, table: Any) -> tuple[bytes, Any]:
     from orchestrator.tables.figureplots import render_figure
     from orchestrator.tables.figures import figure_data
-    from orchestrator.tables.plotting import pyplot
+    from orchestrator.plots.plotting import pyplot
 
     data = figure_data(table, sweep.figure)
     fig = render_figure(data)

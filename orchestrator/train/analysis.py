@@ -4,7 +4,7 @@
 ERF (``analysis: {erf: {stage: layers.2, images: 64}}``): the effective receptive field of ``stage``'s centre
 unit (``layers.erf``) over the first ``images`` validation images, once with the weights as initialised
 (``erf_init``: the reference, recorded when the trial starts from scratch) and once with the trained ones
-(``erf``). Each is kept as ``.npy`` (the map) and ``.png`` (drawn with matplotlib, imported only here), and
+(``erf``). Each is kept as ``.npy`` (the map) and ``.png`` (drawn by ``orchestrator.plots.erfplot``), and
 summarised as metrics: the radii (input pixels) of the centred discs holding 50 % and 90 % of the map's
 mass, the theoretical receptive field's side, and the 90 % disc's diameter as a share of that side.
 """
@@ -20,8 +20,10 @@ import torch
 from torch import nn
 
 import layers
+from orchestrator.spec.schema import ErfSpec
+from orchestrator.plots.erfplot import draw_erf
 
-__all__ = ["ANALYSIS_DIR", "erf_analysis", "first_images", "read_metrics"]
+__all__ = ["ANALYSIS_DIR", "erf_analysis", "first_images", "read_metrics", "trial_erf"]
 
 ANALYSIS_DIR = "analysis"
 
@@ -47,9 +49,16 @@ def erf_analysis(model: nn.Module, stage: str, images: torch.Tensor, out_dir: Pa
     out_dir.mkdir(parents=True, exist_ok=True)
     np.save(out_dir / f"{name}.npy", erf.numpy())
     (out_dir / f"{name}.json").write_text(json.dumps(metrics, sort_keys=True) + "\n", encoding="utf-8")
-    _draw(erf.numpy(), out_dir / f"{name}.png", f"{name}: {stage}, {len(images)} images, "
-          f"r50 {r50:.1f} px, r90 {r90:.1f} px, TRF {trf} px")
+    draw_erf(erf.numpy(), out_dir / f"{name}.png", f"{name}: {stage}, {len(images)} images, "
+             f"r50 {r50:.1f} px, r90 {r90:.1f} px, TRF {trf} px")
     return metrics
+
+
+def trial_erf(model: nn.Module, spec: ErfSpec, loader: Any, out_dir: Path, name: str) -> dict[str, float]:
+    """The ERF a trial's ``analysis.erf`` asks for, over its first val images, saved as ``name``; returns every
+    summary in ``out_dir`` (so the final one carries the ``erf_init`` reference too, when it was kept)."""
+    erf_analysis(model, spec.stage, first_images(loader, spec.images), out_dir, name)
+    return read_metrics(out_dir)
 
 
 def read_metrics(out_dir: Path) -> dict[str, float]:
@@ -59,19 +68,3 @@ def read_metrics(out_dir: Path) -> dict[str, float]:
         metrics.update(json.loads(path.read_text(encoding="utf-8")))
     return metrics
 
-
-def _draw(erf: np.ndarray, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless: jobs run without a display
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.2, 4.0), dpi=100)
-    image = ax.imshow(erf / max(float(erf.max()), 1e-30), cmap="magma", vmin=0.0, vmax=1.0)
-    ax.set_title(title, fontsize=7)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)

@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from orchestrator.dirs.checksum import (HashingWriter, checksum_path, damage, move_checkpoint, recorded_checksum, sha256_of,
-                                   write_checksum)
+from orchestrator.dirs.checksum import (HashingWriter, checksum_path, damage, move_checkpoint, recorded_checksum,
+                                        sha256_of, write_checksum)
 
 __all__ = [
     "checkpoint_epoch", "checksum_path", "damage", "load_checkpoint", "move_checkpoint", "read_checkpoint", "rng_state",

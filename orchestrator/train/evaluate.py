@@ -6,7 +6,7 @@ its best epoch's (``best.pt``, the weights behind the source's ``best_val_top1``
 the spec stored in that checkpoint and evaluates it on the validation split once per transform in
 ``spec.transforms`` with the same distributed evaluation as training (every image counted once over the
 ranks). Rank 0 writes ``summary.json`` with ``<transform>_top1`` and ``<transform>_top5`` (percent) and the
-DONE marker.
+data backend its loaders ran on (``data_backend``), then the DONE marker.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from typing import Any
 import torch
 
 import pipelines
-from orchestrator.train.checkpoint import load_checkpoint
-from orchestrator.spec.schema import TrialSpec
-from orchestrator.train.distributed import DistInfo
-from orchestrator.train.trainer import build_trial_model, evaluate_model
 from orchestrator.dirs.trialdir import TrialDir
+from orchestrator.spec.schema import TrialSpec
+from orchestrator.train.build import build_trial_model
+from orchestrator.train.checkpoint import load_checkpoint
+from orchestrator.train.distributed import DistInfo
+from orchestrator.train.validation import evaluate_model
 
 __all__ = ["evaluate", "load_best_model", "load_final_model"]
 
@@ -107,6 +108,7 @@ def _evaluate(spec: TrialSpec, dist: DistInfo, trial_dir: TrialDir) -> dict[str,
             eval_transform=transform,
         )
         result = evaluate_model(model, loader, dist)
+        summary["data_backend"] = loader.backend  # `auto` resolved, as a training trial records it
         summary[f"{transform}_top1"] = result["top1"]
         summary[f"{transform}_top5"] = result["top5"]
         log.info("%s of %s (%s checkpoint): top1 %.2f top5 %.2f", transform, source_spec.trial_key,

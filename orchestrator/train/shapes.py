@@ -2,7 +2,7 @@
 into ``<trial dir>/analysis/`` beside the ERF (and logged with it as the run's MLflow artifacts).
 
 At the last epoch: ``shapes.npz`` (every array of ``layers.learned_shapes``, keyed ``<kind>:<layer>``) and
-one PNG per kind the model has (``orchestrator.tables.shapeplots``): ``gmconv_masks.png``, ``gmconv_sigmas.png``
+one PNG per kind the model has (``orchestrator.plots.shapeplots``): ``gmconv_masks.png``, ``gmconv_sigmas.png``
 (the dynamic sigmas' distribution over validation images, per pattern), ``aconv_envelopes.png``,
 ``coc_kernels.png`` (effective kernels beside the basic ones), and ``sigma_traces.png`` (every learned
 sigma over the epochs, read back from ``metrics.jsonl``: the logged values, not a re-computation). With
@@ -21,7 +21,7 @@ from torch import nn
 
 import layers
 from orchestrator.spec.figurespec import ShapesSpec
-from orchestrator.tables.shapeplots import SHAPE_PICTURES
+from orchestrator.plots.shapeplots import SHAPE_PICTURES
 
 __all__ = ["SHAPE_PICTURES", "SHAPES_FILE", "epoch_is_due", "record_shapes", "shape_arrays", "sigma_traces"]
 
@@ -69,7 +69,7 @@ def record_shapes(model: nn.Module, spec: ShapesSpec, epoch: int, epochs: int,
     records so far; both are only called when needed. Returns the files written."""
     if not epoch_is_due(spec, epoch, epochs):
         return []
-    from orchestrator.tables import shapeplots
+    from orchestrator.plots import shapeplots
     out_dir = analysis_dir if epoch == epochs else analysis_dir / "epochs" / f"e{epoch:03d}"
     out_dir.mkdir(parents=True, exist_ok=True)
     dynamic = any(isinstance(m, layers.GMConv2d) and m.dynamic for m in model.modules())

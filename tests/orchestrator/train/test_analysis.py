@@ -13,7 +13,7 @@ from orchestrator.spec.schema import AnalysisSpec, ErfSpec, LayerSpec, TrialSpec
 from orchestrator.train.trainer import train
 from orchestrator.dirs.trialdir import TrialDir
 
-from test_trainer import CPU, new_trial, tiny_spec
+from trial_helpers import CPU, new_trial, tiny_spec
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -20,7 +20,7 @@ from orchestrator.train.distributed import (
     setup_distributed,
     teardown_distributed,
 )
-from orchestrator.train.trainer import evaluate_model
+from orchestrator.train.validation import evaluate_model
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 

@@ -70,6 +70,7 @@ def test_best_checkpoint_is_evaluated_when_asked(storage: Path) -> None:
     assert on_last["rot0_top1"] == pytest.approx(source["final_val_top1"])
     assert on_last["rot0_top5"] == pytest.approx(source["final_val_top5"])
     assert on_best["rot0_top1"] != pytest.approx(on_last["rot0_top1"])
+    assert on_best["data_backend"] == on_last["data_backend"] == "pytorch"  # `auto` on this CPU, for digits
 
 
 def test_best_needs_a_checkpoint_of_the_recorded_best_epoch(storage: Path, tmp_path: Path) -> None:

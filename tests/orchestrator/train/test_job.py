@@ -12,7 +12,7 @@ import torch
 
 from orchestrator.spec.schema import DatasetSpec, RecipeSpec, ResourcesSpec, TrialSpec
 from orchestrator.train.job import TrialJob
-from orchestrator.train.trainer import CRASH_ONCE_MARKER, FAULT_ENV
+from orchestrator.train.faults import CRASH_ONCE_MARKER, FAULT_ENV
 from orchestrator.dirs.trialdir import TrialDir
 
 
@@ -100,7 +100,8 @@ def test_ddp_trial_job_then_an_evaluation_trial(tmp_path: Path) -> None:
     evaluation = spec_for(evaluate_source=str(trial.path), transforms=("rot0", "rot90", "flip_ud"))
     eval_trial = new_trial(tmp_path, evaluation)
     out = TrialJob(str(eval_trial.path))()
-    assert set(out) == {f"{t}_{k}" for t in ("rot0", "rot90", "flip_ud") for k in ("top1", "top5")}
+    assert set(out) == {f"{t}_{k}" for t in ("rot0", "rot90", "flip_ud") for k in ("top1", "top5")} | {"data_backend"}
+    assert out["data_backend"] == "pytorch"
     assert eval_trial.read_summary() == out and eval_trial.is_done
     # rot0 is the plain validation split: same weights, same images, same count as the 2-rank evaluation
     assert out["rot0_top1"] == pytest.approx(summary["final_val_top1"])

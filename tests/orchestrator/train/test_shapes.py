@@ -14,10 +14,11 @@ import layers
 from orchestrator.spec.schema import AnalysisSpec, LayerSpec, TrialSpec
 from orchestrator.spec.figurespec import ShapesSpec
 from orchestrator.train.shapes import sigma_traces
-from orchestrator.train.trainer import build_trial_model, train
+from orchestrator.train.build import build_trial_model
+from orchestrator.train.trainer import train
 from orchestrator.dirs.trialdir import TrialDir
 
-from test_trainer import CPU, last_state, new_trial, tiny_spec
+from trial_helpers import CPU, last_state, new_trial, tiny_spec
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

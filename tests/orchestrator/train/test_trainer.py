@@ -1,8 +1,8 @@
 """The trainer for real: CIFAR ResNet-20 on digits, a few tiny steps per epoch, on the CPU.
 
-Covers the end-to-end files of a trial, resume after an injected crash (bit-equal to an uninterrupted run),
-the fallback to prev.pt when last.pt is torn, the ACONV sigma clamp, the orth loss term and a 2-process
-gloo DDP run launched through submitit's LocalExecutor (the path the ``local`` executor takes).
+Covers the end-to-end files of a trial, the plateau schedule fed by the evaluations, what reaches the loaders
+and the model, the ACONV sigma clamp, the orth loss term and a 2-process gloo DDP run launched through
+submitit's LocalExecutor (the path the ``local`` executor takes). Resuming is test_resume.py's.
 """
 
 from __future__ import annotations
@@ -17,10 +17,14 @@ import submitit
 import torch
 
 import layers
-from orchestrator.spec.schema import DatasetSpec, LayerSpec, OptimizerSpec, RecipeSpec, ResourcesSpec, TrialSpec
-from orchestrator.train.distributed import DistInfo, setup_distributed, teardown_distributed
-from orchestrator.train.trainer import FAULT_ENV, InjectedFault, Trainer, build_trial_model, parse_faults, train
 from orchestrator.dirs.trialdir import TrialDir
+from orchestrator.spec.schema import DatasetSpec, LayerSpec, TrialSpec
+from orchestrator.train.build import build_trial_model
+from orchestrator.train.distributed import setup_distributed, teardown_distributed
+from orchestrator.train.faults import FAULT_ENV, InjectedFault
+from orchestrator.train.trainer import Trainer, train
+
+from trial_helpers import CPU, assert_same_weights, last_state, new_trial, tiny_spec
 
 # The DDP test ships functions of this module to submitit's job processes, which cannot import tests/.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -28,53 +32,8 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-CPU = DistInfo(rank=0, local_rank=0, world_size=1, device="cpu", backend=None)
 METRIC_KEYS = {"epoch", "train_loss", "train_top1", "val_top1", "val_top5", "val_loss", "lr", "epoch_seconds",
                "images_per_second", "sigma"}
-
-
-def tiny_spec(epochs: int = 3, steps: int = 2, layer: LayerSpec | None = None, lr: float = 0.05,
-              grad_clip: float | None = None, world_size: int = 1, batch_size: int = 16,
-              schedule: dict | None = None) -> TrialSpec:
-    return TrialSpec(
-        sweep="test-trainer",
-        model="resnet20",
-        dataset=DatasetSpec(name="digits", backend="pytorch", num_workers=0),
-        layer=layer or LayerSpec(),
-        recipe=RecipeSpec(
-            optimizer=OptimizerSpec(lr=lr, momentum=0.9, weight_decay=5e-4),
-            schedule=schedule or {"name": "multistep", "milestones": (2,), "gamma": 0.2},
-            epochs=epochs, batch_size=batch_size, max_steps_per_epoch=steps, grad_clip=grad_clip,
-        ),
-        seed=3,
-        resources=ResourcesSpec(processes_per_node=world_size),
-    )
-
-
-def new_trial(tmp_path: Path, name: str, spec: TrialSpec) -> TrialDir:
-    trial = TrialDir(tmp_path / name)
-    trial.create()
-    trial.write_spec(spec.model_dump(mode="json"))
-    trial.write_run_id(f"run-{name}")
-    return trial
-
-
-def last_state(trial: TrialDir) -> dict:
-    return torch.load(trial.last_checkpoint, weights_only=True)
-
-
-def assert_same_weights(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) -> TrialDir:
-    """The reference: three epochs in one go."""
-    trial = new_trial(tmp_path_factory.mktemp("ref"), "ref", tiny_spec())
-    train(tiny_spec(), CPU, trial)
-    return trial
 
 
 def test_single_process_end_to_end_writes_the_trial_files(uninterrupted: TrialDir) -> None:
@@ -82,14 +41,15 @@ def test_single_process_end_to_end_writes_the_trial_files(uninterrupted: TrialDi
     records = [json.loads(line) for line in trial.metrics_path.read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2, 3]
     for r in records:
-        assert set(r) == METRIC_KEYS
+        assert set(r) == METRIC_KEYS | ({"data_backend"} if r["epoch"] == 1 else set())
         assert 0 <= r["val_top1"] <= r["val_top5"] <= 100 and 0 <= r["train_top1"] <= 100
         assert r["images_per_second"] > 0 and r["epoch_seconds"] > 0 and r["sigma"] == {}
     assert [r["lr"] for r in records] == pytest.approx([0.05, 0.05, 0.01])  # multistep x0.2 at epoch 2
 
     summary = json.loads(trial.summary_path.read_text())
     assert set(summary) == {"best_val_top1", "best_epoch", "final_val_top1", "final_val_top5", "folded_params",
-                            "folded_flops", "epochs"}
+                            "folded_flops", "epochs", "data_backend"}
+    assert summary["data_backend"] == records[0]["data_backend"] == "pytorch"  # as tiny_spec asks
     assert summary["final_val_top1"] == records[-1]["val_top1"]
     assert summary["best_val_top1"] == max(r["val_top1"] for r in records)
     assert records[summary["best_epoch"] - 1]["val_top1"] == summary["best_val_top1"]
@@ -103,30 +63,6 @@ def test_single_process_end_to_end_writes_the_trial_files(uninterrupted: TrialDi
     assert state["scheduler"]["last_epoch"] == 3 * 2
     assert set(state) >= {"model", "optimizer", "scheduler", "scaler", "rng", "best_val_top1"}
     assert torch.load(trial.prev_checkpoint, weights_only=True)["epoch"] == 2
-
-
-def test_resume_after_crash_does_not_retrain_and_matches_uninterrupted(
-    tmp_path: Path, uninterrupted: TrialDir, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    trial = new_trial(tmp_path, "crashy", tiny_spec())
-    monkeypatch.setenv(FAULT_ENV, "crash:epoch=1")
-    with pytest.raises(InjectedFault):
-        train(tiny_spec(), CPU, trial)
-    assert "InjectedFault" in trial.failure and not trial.is_done
-    assert [r["epoch"] for r in trial.iter_metrics()] == [1]
-    assert last_state(trial)["epoch"] == 1
-
-    monkeypatch.delenv(FAULT_ENV)
-    train(tiny_spec(), CPU, trial)
-    assert [r["epoch"] for r in trial.iter_metrics()] == [1, 2, 3]  # epoch 1 was not trained again
-    assert trial.is_done and trial.failure is None
-    resumed, reference = last_state(trial), last_state(uninterrupted)
-    assert resumed["epoch"] == 3 and resumed["scheduler"]["last_epoch"] == reference["scheduler"]["last_epoch"]
-    assert_same_weights(resumed["model"], reference["model"])
-    for mine, theirs in zip(trial.read_metrics(), uninterrupted.read_metrics()):
-        assert (mine["train_loss"], mine["val_top1"], mine["lr"]) == (theirs["train_loss"], theirs["val_top1"],
-                                                                      theirs["lr"])
-
 
 def test_plateau_schedule_follows_the_val_loss_and_resumes_its_state(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -168,6 +104,20 @@ def test_dataset_augment_reaches_the_train_loader_only(tmp_path: Path) -> None:
         assert run.val_loader.dataset.transform.padding is None
 
 
+def test_the_backend_auto_chose_is_recorded_in_the_first_line_and_the_summary(tmp_path: Path) -> None:
+    spec = tiny_spec(epochs=2, steps=1).model_copy(
+        update={"dataset": DatasetSpec(name="digits", backend="auto", num_workers=0), "eval_every": 2})
+    trial = new_trial(tmp_path, "auto", spec)
+    run = Trainer(spec, CPU, trial)
+    summary = run.run()
+    # what the loaders are, not what the spec says: on this CPU `auto` serves digits with torchvision
+    built = {type(loader).__module__.rpartition(".")[2] for loader in (run.train_loader, run.val_loader)}
+    assert built == {"pytorch"}
+    first, second = trial.read_metrics()
+    assert first["data_backend"] == summary["data_backend"] == trial.read_summary()["data_backend"] == "pytorch"
+    assert "data_backend" not in second  # one line says it; the others stay the per-epoch figures
+
+
 def test_non_square_images_and_arch_knobs(tmp_path: Path) -> None:
     """LFW-Faces' 50x37 grey images (synthetic backend) through aconv_resnet with one block per stage."""
     spec = tiny_spec(epochs=1, steps=1, layer=LayerSpec(method="aconv", kernel_size=3, blocks_per_stage=1,
@@ -180,49 +130,7 @@ def test_non_square_images_and_arch_knobs(tmp_path: Path) -> None:
     assert sum(isinstance(m, torch.nn.Dropout) for m in model.modules()) == 4
     params, flops = layers.count_params_flops(layers.reparameterize_model(model), input_shape=(1, 1, 50, 37))
     assert (summary["folded_params"], summary["folded_flops"]) == (params, flops)
-
-
-def test_torn_last_checkpoint_falls_back_to_prev(
-    tmp_path: Path, uninterrupted: TrialDir, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    trial = new_trial(tmp_path, "torn", tiny_spec())
-    monkeypatch.setenv(FAULT_ENV, "crash:epoch=2")
-    with pytest.raises(InjectedFault):
-        train(tiny_spec(), CPU, trial)
-    data = trial.last_checkpoint.read_bytes()
-    trial.last_checkpoint.write_bytes(data[: len(data) // 3])  # a write cut short by a node failure
-    monkeypatch.delenv(FAULT_ENV)
-    train(tiny_spec(), CPU, trial)
-    # epoch 2 ran again from prev.pt (epoch 1): its old record was dropped first, so each epoch is there once
-    assert [r["epoch"] for r in trial.iter_metrics()] == [1, 2, 3]
-    assert_same_weights(last_state(trial)["model"], last_state(uninterrupted)["model"])
-    assert trial.read_metrics() == uninterrupted_metrics(uninterrupted, trial)
-
-
-def uninterrupted_metrics(reference: TrialDir, trial: TrialDir) -> list[dict]:
-    """The reference's records with this trial's timings: what a resume must leave in metrics.jsonl."""
-    timed = {"epoch_seconds", "images_per_second"}
-    return [{**r, **{k: mine[k] for k in timed}} for r, mine in zip(reference.read_metrics(), trial.read_metrics())]
-
-
-def test_no_intact_checkpoint_restarts_from_scratch_with_a_clean_history(
-    tmp_path: Path, uninterrupted: TrialDir, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    trial = new_trial(tmp_path, "all-torn", tiny_spec())
-    monkeypatch.setenv(FAULT_ENV, "crash:epoch=2")
-    with pytest.raises(InjectedFault):
-        train(tiny_spec(), CPU, trial)
-    for path in (trial.last_checkpoint, trial.prev_checkpoint):
-        data = bytearray(path.read_bytes())
-        data[len(data) // 2] ^= 0xFF  # still loads: only the checksum says the weights are not the saved ones
-        path.write_bytes(bytes(data))
-    with open(trial.metrics_path, "a", encoding="utf-8") as f:
-        f.write('{"epoch": 3, "val_')  # and a line torn by the crash
-    monkeypatch.delenv(FAULT_ENV)
-    train(tiny_spec(), CPU, trial)
-    assert [r["epoch"] for r in trial.iter_metrics()] == [1, 2, 3]  # epochs 1-2 trained again, written once
-    assert_same_weights(last_state(trial)["model"], last_state(uninterrupted)["model"])
-    assert trial.read_metrics() == uninterrupted_metrics(uninterrupted, trial)
+    assert summary["data_backend"] == "synthetic"
 
 
 def test_aconv_sigmas_stay_clipped_after_steps(tmp_path: Path) -> None:
@@ -257,14 +165,6 @@ def test_orth_term_is_added_to_the_loss(tmp_path: Path) -> None:
     assert loss_orth - loss_plain == pytest.approx(expected, rel=1e-4)
 
 
-def test_fault_spec_errors_name_the_variable() -> None:
-    assert [(f.kind, f.value) for f in parse_faults("crash:epoch=2; sleep:seconds=0.5")] == [("crash", 2),
-                                                                                           ("sleep", 0.5)]
-    for bad in ("explode:epoch=1", "crash:seconds=1", "crash:epoch=x", "sleep"):
-        with pytest.raises(ValueError, match=f"{FAULT_ENV}: bad fault"):
-            parse_faults(bad)
-
-
 def ddp_rank(spec_json: dict, trial_path: str) -> dict:
     """One rank of a DDP trial, run inside a submitit task: returns its view of the finished model."""
     torch.set_num_threads(1)
@@ -297,74 +197,3 @@ def test_ddp_two_ranks_through_submitit_local_executor(tmp_path: Path) -> None:
     assert all(r["images_per_second"] * r["epoch_seconds"] >= 32 for r in records)
     assert results[0]["summary"]["final_val_top1"] == results[1]["summary"]["final_val_top1"]
     assert trial.is_done
-
-
-def test_lost_metrics_line_is_recovered_and_eval_every_skips_validation(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    spec = tiny_spec(epochs=2, steps=1).model_copy(update={"eval_every": 2})
-    trial = new_trial(tmp_path, "lost-line", spec)
-    monkeypatch.setenv(FAULT_ENV, "crash:epoch=1")
-    with pytest.raises(InjectedFault):
-        train(spec, CPU, trial)
-    line = trial.read_metrics()[0]
-    assert "val_top1" not in line and "val_top5" not in line  # epoch 1 is not a validation epoch
-    trial.metrics_path.unlink()  # as if the crash came between the checkpoint and its metrics line
-    monkeypatch.delenv(FAULT_ENV)
-    train(spec, CPU, trial)
-    records = list(trial.iter_metrics())
-    assert [r["epoch"] for r in records] == [1, 2]
-    assert records[0] == line  # taken from the checkpoint, not trained again
-    assert "val_top1" in records[1] and trial.read_summary()["best_epoch"] == 2
-
-
-# lr x100 for the third epoch: it ends worse than the second (val_top1 10.56, 13.06, 11.67 on this CPU setup),
-# so the best epoch's weights are not the last ones
-DIVERGING = {"name": "multistep", "milestones": (2,), "gamma": 100.0}
-
-
-@pytest.fixture(scope="module")
-def diverging(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) -> TrialDir:
-    spec = tiny_spec(schedule=DIVERGING)
-    trial = new_trial(tmp_path_factory.mktemp("best"), "best", spec)
-    train(spec, CPU, trial)
-    return trial
-
-
-def test_best_checkpoint_keeps_the_best_epochs_weights(diverging: TrialDir) -> None:
-    summary = diverging.read_summary()
-    assert summary["best_epoch"] == 2 and summary["final_val_top1"] < summary["best_val_top1"]
-    best = torch.load(diverging.best_checkpoint, weights_only=True)
-    assert best["epoch"] == 2 and best["val_top1"] == summary["best_val_top1"]
-    assert TrialSpec.model_validate(best["spec"]) == tiny_spec(schedule=DIVERGING)
-    assert_same_weights(best["model"], torch.load(diverging.prev_checkpoint, weights_only=True)["model"])  # epoch 2
-    assert torch.load(diverging.prev_best_checkpoint, weights_only=True)["epoch"] == 1  # rotated like last/prev
-    assert not [p.name for p in diverging.checkpoint_dir.iterdir() if ".tmp" in p.name]
-
-
-def test_resume_puts_the_best_checkpoint_back_in_step(
-    tmp_path: Path, diverging: TrialDir, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    spec = tiny_spec(schedule=DIVERGING)
-    trial = new_trial(tmp_path, "best-crash", spec)
-    monkeypatch.setenv(FAULT_ENV, "crash:epoch=2")
-    with pytest.raises(InjectedFault):
-        train(spec, CPU, trial)
-    monkeypatch.delenv(FAULT_ENV)
-    assert [torch.load(p, weights_only=True)["epoch"] for p in (trial.best_checkpoint, trial.prev_best_checkpoint)] \
-        == [2, 1]
-
-    # last.pt damaged: the resume starts from prev.pt (epoch 1, the best so far) and best.pt is one epoch ahead
-    last = trial.last_checkpoint.read_bytes()
-    trial.last_checkpoint.write_bytes(last[: len(last) // 2])
-    ahead = Trainer(spec, CPU, trial)
-    ahead._resume()
-    assert (ahead.start_epoch, ahead.best_epoch) == (2, 1)
-    assert torch.load(trial.best_checkpoint, weights_only=True)["epoch"] == 1
-
-    # which is also what a crash between epoch 2's last.pt and its best.pt leaves: best.pt one best epoch behind
-    trial.last_checkpoint.write_bytes(last)
-    train(spec, CPU, trial)  # epoch 3 is no better, so best.pt is put right by the resume alone
-    resumed, reference = (torch.load(t.best_checkpoint, weights_only=True) for t in (trial, diverging))
-    assert resumed["epoch"] == reference["epoch"] == 2
-    assert_same_weights(resumed["model"], reference["model"])

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from orchestrator.tables.plotting import pyplot
+from orchestrator.plots.plotting import pyplot
 
 if TYPE_CHECKING:
     import layers
