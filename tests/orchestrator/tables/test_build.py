@@ -13,7 +13,10 @@ from mlflow.tracking import MlflowClient
 from pydantic import ValidationError
 from scipy import stats
 
-from orchestrator.tables.build import FORMATS, build_table, fetch_records, fetch_runs, needed_keys, records_from_runs, render
+from orchestrator.tables.build import needed_keys
+from orchestrator.tables.pivot import build_table
+from orchestrator.tables.render import FORMATS, render
+from orchestrator.track.query import fetch_records, fetch_runs, records_from_runs
 from orchestrator.spec.tablespec import TableSpec
 
 SWEEP = "toy-table"
