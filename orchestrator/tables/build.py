@@ -14,7 +14,7 @@ from typing import Any, Iterable
 from orchestrator.spec.tablespec import TableSpec
 from orchestrator.tables.pivot import build_table
 from orchestrator.tables.table import Table
-from orchestrator.track.query import fetch_records
+from orchestrator.track.query import fetch_columns
 
 __all__ = ["expected_layout", "needed_keys", "sweep_table", "sweep_table_from_export"]
 
@@ -80,9 +80,9 @@ def sweep_table(sweep: Any, *, sweep_dir: str | Path | None = None, tracking_uri
         raise ValueError(f"table: sweep {sweep.name!r} has no table section (got table=None)")
     uri = tracking_uri or sweep.tracking.uri
     params, metrics, fallback = needed_keys(sweep.table)
-    runs = fetch_records(uri, sweep.experiment, sweep.name, params=params, metrics=metrics, fallback=fallback)
-    contradicted = _contradicted_runs(sweep, {r.run_id for r in runs})
-    runs = [r for r in runs if r.run_id not in contradicted]
+    runs = fetch_columns(uri, sweep.experiment, sweep.name, params=params, metrics=metrics, fallback=fallback)
+    contradicted = _contradicted_runs(sweep, set(runs.run_ids))
+    runs = runs.without(contradicted)
     expected = expected_layout(sweep) or None  # None: the finished runs alone make the layout
     table = build_table(sweep.table, runs, sweep=sweep.name, expected=expected, reference_dir=sweep_dir,
                         client=_LazyClient(uri))

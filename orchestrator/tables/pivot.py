@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
+from itertools import repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -16,49 +19,61 @@ from orchestrator.spec.tablespec import MetricSpec, TableSpec
 from orchestrator.tables.reference import load_reference, published, published_extra
 from orchestrator.tables.stats import summarize, t_test
 from orchestrator.tables.table import Cell, Key, Table, canon
-from orchestrator.track.query import RunRecord, records_from_runs
+from orchestrator.track.query import RunColumns, records_from_runs
 
 __all__ = ["build_table"]
 
 log = logging.getLogger(__name__)
 
 
-def _metric_value(rec: RunRecord, metric: MetricSpec, client: Any) -> float | None:
-    name = metric.name
+def _metric_values(run_ids: Sequence[str], metric: MetricSpec, runs: RunColumns, client: Any) -> list[float]:
+    """Each run's value of ``metric`` (in the runs' order), the runs that never logged it left out."""
     if metric.reduce == "at_best":
-        return _value_at_best(rec, metric, client)
-    summary_name = {"best": f"best_{name}", "final": f"final_{name}", "min": f"min_{name}"}[metric.reduce]
-    if summary_name in rec.metrics:
-        return float(rec.metrics[summary_name])
-    if metric.reduce == "final":
-        return float(rec.metrics[name]) if name in rec.metrics else None
-    if name not in rec.metrics:
-        return None
+        return [v for v in (_value_at_best(rid, metric, runs, client) for rid in run_ids) if v is not None]
+    summary = runs.metrics.get(f"{metric.reduce}_{metric.name}", {})
+    values = [summary[rid] for rid in run_ids if rid in summary]
+    if len(values) == len(run_ids):  # every run logged its summary (what the trainer does)
+        return values
+    values = []
+    for rid in run_ids:
+        value = summary[rid] if rid in summary else _raw_value(rid, metric, runs, client)
+        if value is not None:
+            values.append(value)
+    return values
+
+
+def _raw_value(run_id: str, metric: MetricSpec, runs: RunColumns, client: Any) -> float | None:
+    """A run's ``metric`` without its summary: the latest value (``final``) or the history's best/min."""
+    name = metric.name
+    latest = runs.metrics.get(name, {})
+    if metric.reduce == "final" or run_id not in latest:
+        return latest.get(run_id)
     if client is None:
+        summary_name = f"{metric.reduce}_{name}"
         raise ValueError(f"metric {name!r}: reduce {metric.reduce!r} needs the summary metric {summary_name!r} "
                          f"or an MLflow client for the history (got client=None)")
-    history = [m.value for m in client.get_metric_history(rec.run_id, name)]
+    history = [m.value for m in client.get_metric_history(run_id, name)]
     if not history:
         return None
     return max(history) if metric.reduce == "best" else min(history)
 
 
-def _value_at_best(rec: RunRecord, metric: MetricSpec, client: Any) -> float | None:
+def _value_at_best(run_id: str, metric: MetricSpec, runs: RunColumns, client: Any) -> float | None:
     """``metric.name`` at the first epoch where ``metric.of`` is highest; None when either was never logged."""
     name, of = metric.name, metric.of
     assert of is not None  # MetricSpec pairs `of` with at_best
-    if name not in rec.metrics or of not in rec.metrics:
+    if run_id not in runs.metrics.get(name, {}) or run_id not in runs.metrics.get(of, {}):
         return None
     if client is None:
         raise ValueError(f"metric {name!r}: reduce 'at_best' reads the per-epoch histories of {name!r} and {of!r}, "
                          f"which needs an MLflow client (got client=None)")
     # step = epoch (orchestrator.track.tracker); an epoch logged twice keeps its later value
-    ofs = {int(m.step): float(m.value) for m in client.get_metric_history(rec.run_id, of)
+    ofs = {int(m.step): float(m.value) for m in client.get_metric_history(run_id, of)
            if not math.isnan(m.value)}
     if not ofs:
         return None
     best_epoch = max(ofs, key=lambda step: (ofs[step], -step))
-    values = {int(m.step): float(m.value) for m in client.get_metric_history(rec.run_id, name)}
+    values = {int(m.step): float(m.value) for m in client.get_metric_history(run_id, name)}
     return values.get(best_epoch)
 
 
@@ -77,33 +92,63 @@ def _ordered(keys: Iterable[Key], first: Sequence[Key], params: Sequence[str],
     return list(seen) + sorted({k for k in keys if k not in seen}, key=sort_key)
 
 
-def build_table(spec: TableSpec, runs: Iterable[Any], *, sweep: str | None = None,
+def _as_columns(runs: RunColumns | Iterable[Any], sweep: str | None) -> tuple[RunColumns, int]:
+    """The runs that may enter a cell, and how many handed in may not (not FINISHED, or another sweep's)."""
+    if isinstance(runs, RunColumns):  # FINISHED runs of one sweep by construction
+        if sweep is not None and runs.sweep != sweep:
+            return RunColumns(sweep, [], {}, {}), len(runs.run_ids)
+        return runs, 0
+    records = records_from_runs(runs)
+    kept = [r for r in records if r.status == "FINISHED" and (sweep is None or r.sweep == sweep)]
+    return RunColumns.from_records(sweep or "", kept), len(records) - len(kept)
+
+
+def _grouped(runs: RunColumns, layout: Sequence[str], n_rows: int) -> tuple[dict[tuple[Key, Key], list[str]], int]:
+    """(row, column) -> the ids of its runs, and how many runs lack a layout param: one pass over columns of
+    values, no object per run (a table over 100,000 runs)."""
+    columns = [[col.get(rid) for rid in runs.run_ids] for col in (runs.params.get(k, {}) for k in layout)]
+    by_values: dict[tuple[Any, ...], list[str]] = {}
+    lacking = 0
+    for rid, values in zip(runs.run_ids, zip(*columns) if columns else repeat((), len(runs.run_ids))):
+        if None in values:
+            lacking += 1
+        else:
+            by_values.setdefault(values, []).append(rid)
+    grouped: dict[tuple[Key, Key], list[str]] = {}
+    for values, run_ids in by_values.items():  # a handful of cells: spell each value as a string once
+        key = tuple(map(str, values))
+        grouped.setdefault((key[:n_rows], key[n_rows:]), []).extend(run_ids)
+    return grouped, lacking
+
+
+def _expected_counts(expected: Iterable[Mapping[str, Any]], layout: Sequence[str],
+                     n_rows: int) -> dict[tuple[Key, Key], int]:
+    """(row, column) -> how many planned trials it holds (a planned layout repeats once per seed)."""
+    counts: dict[tuple[Key, Key], int] = {}
+    if not layout:
+        return counts
+    getter = itemgetter(*layout)
+    for values, n in Counter(map(getter, expected)).items():
+        key = tuple(map(str, values if len(layout) > 1 else (values,)))
+        counts[(key[:n_rows], key[n_rows:])] = counts.get((key[:n_rows], key[n_rows:]), 0) + n
+    return counts
+
+
+def build_table(spec: TableSpec, runs: RunColumns | Iterable[Any], *, sweep: str | None = None,
                 expected: Iterable[Mapping[str, str]] | None = None, reference_dir: str | Path | None = None,
                 client: Any = None) -> Table:
-    """Aggregate ``runs`` (MLflow ``Run``s or ``RunRecord``s) into ``spec``'s layout.
+    """Aggregate ``runs`` (``RunColumns``, or MLflow ``Run``s or ``RunRecord``s) into ``spec``'s layout.
 
     ``expected``: the flat params of the sweep's planned trials; their rows/columns appear even when no run
     finished (shown as missing with the expected count). ``sweep``: runs tagged with another sweep are
     dropped. ``client``: only needed for metrics without a logged summary (history lookups, slow).
     """
     layout = [*spec.rows, *spec.columns]
-    rows_of = lambda p: tuple(str(p[k]) for k in spec.rows)  # noqa: E731
-    cols_of = lambda p: tuple(str(p[k]) for k in spec.columns)  # noqa: E731
-    expected = list(expected or [])
-    counts: dict[tuple[Key, Key], int] = {}
-    for params in expected:
-        key = (rows_of(params), cols_of(params))
-        counts[key] = counts.get(key, 0) + 1
-
-    grouped: dict[tuple[Key, Key], list[RunRecord]] = {}
-    used = skipped = 0
-    for rec in records_from_runs(runs):
-        if (rec.status != "FINISHED" or (sweep is not None and rec.sweep != sweep)
-                or any(k not in rec.params for k in layout)):
-            skipped += 1
-            continue
-        grouped.setdefault((rows_of(rec.params), cols_of(rec.params)), []).append(rec)
-        used += 1
+    counts = _expected_counts(expected or [], layout, len(spec.rows))
+    runs, skipped = _as_columns(runs, sweep)
+    grouped, lacking = _grouped(runs, layout, len(spec.rows))
+    skipped += lacking
+    used = len(runs.run_ids) - lacking
     if skipped:
         log.info("table: %d runs left out (not FINISHED, another sweep, or without the params %s)", skipped, layout)
 
@@ -116,10 +161,10 @@ def build_table(spec: TableSpec, runs: Iterable[Any], *, sweep: str | None = Non
         for c in col_keys:
             if (r, c) not in grouped and (r, c) not in counts and counts:
                 continue  # a combination the sweep never planned (e.g. excluded): no cell
-            recs = grouped.get((r, c), [])
+            run_ids = grouped.get((r, c), [])
             values = dict(zip(layout, (*r, *c)))
             for metric in spec.metrics:
-                vals = [v for v in (_metric_value(rec, metric, client) for rec in recs) if v is not None]
+                vals = _metric_values(run_ids, metric, runs, client)
                 cells[(r, c, metric.header)] = Cell(
                     values=vals, summary=summarize(vals), expected_n=counts.get((r, c)),
                     published=published(spec, ref_rows, values, metric.header, layout),
@@ -132,11 +177,12 @@ def build_table(spec: TableSpec, runs: Iterable[Any], *, sweep: str | None = Non
     for r in row_keys:
         values = dict(zip(spec.rows, r))
         for extra in spec.extra_metrics:
+            logged = runs.metrics.get(extra.name, {})
             # one figure per row, as the papers print it (the first column that has runs, e.g. CIFAR-10),
             # unless the columns' figures differ at the printed precision: then each column's
             per_column = []
             for c in col_keys:
-                got = [float(rec.metrics[extra.name]) for rec in grouped.get((r, c), []) if extra.name in rec.metrics]
+                got = [logged[rid] for rid in grouped.get((r, c), []) if rid in logged]
                 if got:
                     per_column.append((c, sum(got) / len(got) * extra.scale))
             if per_column:

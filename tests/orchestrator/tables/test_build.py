@@ -1,4 +1,6 @@
-"""`convsweep table`'s aggregation against a real MLflow store (SQLite), checked with numpy/scipy directly."""
+"""`convsweep table`'s aggregation (orchestrator.tables.pivot, and a sweep's table: orchestrator.tables.build)
+against a real MLflow store (SQLite), checked with numpy/scipy directly; reading the store is
+tests/orchestrator/track/test_query.py's."""
 
 from __future__ import annotations
 
@@ -13,10 +15,9 @@ from mlflow.tracking import MlflowClient
 from pydantic import ValidationError
 from scipy import stats
 
-from orchestrator.tables.build import needed_keys
 from orchestrator.tables.pivot import build_table
 from orchestrator.tables.render import FORMATS, render
-from orchestrator.track.query import fetch_records, fetch_runs, records_from_runs
+from orchestrator.track.query import fetch_runs
 from orchestrator.spec.tablespec import TableSpec
 
 SWEEP = "toy-table"
@@ -110,23 +111,6 @@ def table(store):
     uri, _, root = store
     runs = fetch_runs(uri, SWEEP, SWEEP)
     return build_table(_spec(), runs, sweep=SWEEP, expected=_expected(), reference_dir=root)
-
-
-def test_fetch_returns_only_finished_runs_of_the_sweep(store):
-    uri, _, _ = store
-    runs = fetch_runs(uri, SWEEP, SWEEP)
-    assert len(runs) == sum(len(v) for v in BEST.values())
-    assert {r.info.status for r in runs} == {"FINISHED"}
-    assert {r.data.tags["convsweep.sweep"] for r in runs} == {SWEEP}
-
-
-def test_fetch_unknown_experiment_is_a_value_error(store):
-    with pytest.raises(ValueError, match="no-such-exp"):
-        fetch_runs(store[0], "no-such-exp", SWEEP)
-    with pytest.raises(ValueError, match="no-such-exp"):
-        fetch_records(store[0], "no-such-exp", SWEEP)
-    with pytest.raises(ValueError, match="sweep_name"):
-        fetch_records(store[0], SWEEP, "x' or '1'='1")
 
 
 def test_cells_match_numpy_and_scipy(table):
@@ -249,32 +233,6 @@ def test_extra_metric_shorthand():
     assert spec.extra_metrics[0].name == "folded_flops" and spec.extra_metrics[0].scale == 1.0
 
 
-def test_database_fast_path_agrees_with_search_runs(store):
-    """fetch_records (column reads from the SQL store) == fetch_runs (MlflowClient.search_runs), run by run."""
-    uri, client, root = store
-    params, metrics, fallback = needed_keys(_spec())
-    assert fallback == {"best_val_top1": "val_top1"} and set(metrics) == {"best_val_top1", "folded_params"}
-    fast = {r.run_id: r for r in fetch_records(uri, SWEEP, SWEEP, params=params, metrics=metrics)}
-    slow = {r.run_id: r for r in records_from_runs(fetch_runs(uri, SWEEP, SWEEP))}
-    assert fast.keys() == slow.keys() and len(fast) == 20
-    for run_id, rec in fast.items():
-        assert rec.status == slow[run_id].status == "FINISHED" and rec.sweep == SWEEP
-        assert rec.params == {k: slow[run_id].params[k] for k in params}
-        assert rec.metrics == {k: v for k, v in slow[run_id].metrics.items() if k in metrics}
-    # a metric without its summary falls back to the raw metric, for the runs that lack the summary only
-    spec = _spec(metrics=[{"name": "val_top5", "reduce": "final", "label": "top5"}], reference=None, test="none")
-    params5, metrics5, fallback5 = needed_keys(spec)
-    top5 = fetch_records(uri, SWEEP, SWEEP, params=params5, metrics=metrics5, fallback=fallback5)
-    assert all(set(r.metrics) == {"val_top5", "folded_params"} for r in top5)
-    assert {r.run_id: r.metrics["val_top5"] for r in top5} == {k: v.metrics["val_top5"] for k, v in slow.items()}
-    everything = fetch_records(uri, SWEEP, SWEEP)  # no selection: every param and metric
-    assert {r.run_id: (dict(r.params), dict(r.metrics)) for r in everything} == {
-        k: (dict(v.params), dict(v.metrics)) for k, v in slow.items()}
-    a = build_table(_spec(), list(fast.values()), sweep=SWEEP, expected=_expected(), reference_dir=root)
-    b = build_table(_spec(), list(slow.values()), sweep=SWEEP, expected=_expected(), reference_dir=root)
-    assert render(a, "csv") == render(b, "csv")
-
-
 TOY_SWEEP = """
 name: toy-table-sweep
 tracking: {{uri: "{uri}"}}
@@ -338,22 +296,6 @@ def test_labels_match_values_by_meaning_and_rows_sort_numerically():
     assert [r[0] for r in table.row_keys] == ["5.0", "1.0", "10.0"]
     md = render(table, "md")
     assert "| five | stnd |" in md and "| 10.0 | stnd |" in md
-
-
-def test_non_database_store_goes_through_search_runs(tmp_path, monkeypatch):
-    """A store that is not a database (file store here, a tracking server elsewhere) uses the API path."""
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
-    uri = (tmp_path / "mlruns").as_uri()
-    client = MlflowClient(tracking_uri=uri)
-    exp_id = client.create_experiment(SWEEP)
-    _log(client, exp_id, sweep=SWEEP, model="resnet20", method="gmconv", dataset="cifar10", seed=0, best=91.5)
-    _log(client, exp_id, sweep=SWEEP, model="resnet20", method="gmconv", dataset="cifar10", seed=1, best=9.0,
-         status="FAILED")
-    _log(client, exp_id, sweep="other", model="resnet20", method="gmconv", dataset="cifar10", seed=2, best=9.0)
-    (rec,) = fetch_records(uri, SWEEP, SWEEP, params=["model"], metrics=["best_val_top1"],
-                           fallback={"best_val_top1": "val_top1"})
-    assert rec.params == {"model": "resnet20"} and rec.metrics["best_val_top1"] == 91.5
-    assert set(rec.metrics) == {"best_val_top1", "val_top1"}
 
 
 def test_at_best_reads_a_metric_at_the_epoch_where_another_is_best(store, tmp_path):
