@@ -6,7 +6,7 @@ Two paths, one answer (tests/orchestrator/track/test_query.py checks they give t
   ``status = 'FINISHED'``, 50,000 runs a page (MLflow's maximum) with ``page_token``. Works against any
   tracking URI (a server, a file store, a database) and gives whole ``mlflow.entities.Run`` objects.
 - ``fetch_columns`` on a SQLite store (the embedded default): search_runs materialises every param, tag
-  and metric of every run as ORM objects (~70 per run for a convsweep trial), minutes for 100,000 runs. A
+  and metric of every run as ORM objects (~70 per run for a convsweep trial), tens of seconds for 10,000. A
   table needs a handful of them, so this path reads the file itself (``orchestrator.track.sqlitecolumns``):
   one query per needed key, straight into one dict per key, no object per run. An experiment it cannot pin
   down alone (absent, or one per MLflow workspace), a schema it does not recognise and every other URI (a
