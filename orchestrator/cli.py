@@ -135,7 +135,8 @@ def _load_any(name: str, root: str, profile: str | None = None, overrides: Seque
 
 def _table_text(spec: object, source: str | None, fmt: str, tracking_uri: str | None = None,
                 runs_file: str | None = None) -> str:
-    from orchestrator.tables.build import render, sweep_table
+    from orchestrator.tables.build import sweep_table
+    from orchestrator.tables.render import render
 
     sweep_dir = Path(source).parent if source else None
     if runs_file is not None:

@@ -219,7 +219,7 @@ class _Metric:
 
 
 class HistoryFromExport:
-    """Answers ``get_metric_history`` (all ``orchestrator.tables.build`` asks of an MLflow client) from an export."""
+    """Answers ``get_metric_history`` (all ``orchestrator.tables.pivot`` asks of an MLflow client) from an export."""
 
     def __init__(self, runs: Iterable[ExportedRun]) -> None:
         self._history: Mapping[str, Mapping[str, list[tuple[int, float]]]] = {r.run_id: r.history for r in runs}

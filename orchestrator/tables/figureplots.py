@@ -1,4 +1,4 @@
-"""Drawing a ``FigureData`` (``orchestrator.tables.figures``) with matplotlib (Agg): exactly its arrays, nothing
+"""Drawing a ``FigureData`` (``orchestrator.tables.figuredata``) with matplotlib (Agg): exactly its arrays, nothing
 recomputed, so what a test checks in the data is what the picture shows."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import textwrap
 from pathlib import Path
 from typing import Any, Sequence
 
-from orchestrator.tables.figures import FigureData, Panel
 from orchestrator.plots.plotting import pyplot
+from orchestrator.tables.figuredata import FigureData, Panel
 
 __all__ = ["render_figure", "save_figure"]
 

@@ -1,7 +1,7 @@
 """The papers' figures from the tracked runs: the plotted series of a sweep's table, as plain numbers.
 
-``figure_data(table, spec)`` is the pure half: from the table's cells (``orchestrator.tables.build``: the runs'
-values per seed and the published numbers) it computes every array the picture shows: per panel, per
+``figure_data(table, spec)`` is the pure half: from the table's cells (``orchestrator.tables.table``: the runs'
+values per seed and the published numbers) it computes every array the picture shows (``orchestrator.tables.figuredata``): per panel, per
 series, the x positions, means, error bars (spread over seeds), counts and published values, and the
 baseline band. ``orchestrator.tables.figureplots`` hands exactly these arrays to matplotlib, so a test can check
 the picture's data against the MLflow records without reading pixels. ``sweep_figure`` is the whole path
@@ -12,56 +12,16 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from orchestrator.spec.figurespec import FigureSpec
 from orchestrator.spec.load import ConfigError, Problem
-from orchestrator.tables.build import Key, Table, canon
 from orchestrator.spec.tablespec import TableSpec
+from orchestrator.tables.figuredata import Band, FigureData, Panel, Series
+from orchestrator.tables.table import Key, Table, canon
 
-__all__ = ["Band", "FigureData", "Panel", "Series", "figure_data", "figure_problems", "sweep_figure"]
-
-
-@dataclass(frozen=True)
-class Series:
-    label: str
-    x: list[float]  # positions on the x axis (the x param's values when numeric, else tick positions)
-    y: list[float]  # mean over seeds (nan where the cell has no run)
-    err: list[float]  # half-height of the error bar (0 with fewer than 2 runs or error: none)
-    n: list[int]
-    published: list[float | None]
-
-
-@dataclass(frozen=True)
-class Band:
-    """The table baseline's cell in a panel (GMConv Fig. 6's "None"): a horizontal line and its spread."""
-
-    label: str
-    y: float
-    err: float
-    n: int
-    published: float | None
-
-
-@dataclass(frozen=True)
-class Panel:
-    title: str
-    ticks: list[float]
-    tick_labels: list[str]
-    series: list[Series]
-    band: Band | None = None
-
-
-@dataclass(frozen=True)
-class FigureData:
-    kind: str
-    title: str
-    xlabel: str
-    ylabel: str
-    panels: list[Panel] = field(default_factory=list)
-    columns: int = 3
+__all__ = ["figure_data", "figure_problems", "sweep_figure"]
 
 
 def _label(param: str, value: str, spec: FigureSpec, table: Table) -> str:

@@ -1,4 +1,4 @@
-"""Rendering a regenerated table (``orchestrator.tables.build.Table``) as md, csv, latex or html text.
+"""Rendering a regenerated table (``orchestrator.tables.table.Table``) as md, csv, latex or html text.
 
 Every format is the same grid (``_grid``): the row params, the per-row extra figures (Params/FLOPs) with the
 published ones, then per column value and metric the cell (``mean ± std (n)``, ``missing (0/3)``), max, the
@@ -15,10 +15,10 @@ import io
 import math
 from html import escape
 
-from orchestrator.tables.build import FORMATS, Cell, Table, canon
 from orchestrator.spec.tablespec import TableSpec
+from orchestrator.tables.table import Cell, Table, canon
 
-__all__ = ["render_table"]
+__all__ = ["FORMATS", "render"]
 
 # a grid string opening with this is printed in bold (md **x**, latex \textbf{x}, html <b>x</b>)
 _BOLD = "\x01"
@@ -187,9 +187,10 @@ def _html(table: Table) -> str:
 
 
 _RENDERERS = {"md": _md, "csv": _csv, "latex": _latex, "html": _html}
+FORMATS = tuple(_RENDERERS)  # `convsweep table --format`
 
 
-def render_table(table: Table, fmt: str = "md") -> str:
+def render(table: Table, fmt: str = "md") -> str:
     """The table as text in ``fmt`` (one of ``FORMATS``)."""
     if fmt not in _RENDERERS:
         raise ValueError(f"format: unknown table format {fmt!r} (allowed: {', '.join(FORMATS)})")

@@ -94,7 +94,8 @@ def build_report(sweep: Any, *, sweep_dir: str | Path | None = None, tracking_ur
                  ui_url: str | None = None) -> str:
     """The report's HTML text (see the module doc)."""
     from orchestrator.spec.expand import expand
-    from orchestrator.tables.build import render, sweep_table
+    from orchestrator.tables.build import sweep_table
+    from orchestrator.tables.render import render
     from orchestrator.track.tracker import Tracker
 
     from mlflow.tracking import MlflowClient

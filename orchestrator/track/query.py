@@ -1,17 +1,17 @@
-"""Reading a sweep's FINISHED runs out of MLflow for ``orchestrator.tables.build``, fast enough for 10,000 runs.
+"""Reading a sweep's runs back out of MLflow: for the tables (``orchestrator.tables``) and the driver's status.
 
-Two paths, same answer (tests/orchestrator/test_tables.py checks they agree):
+Two paths, one answer (tests/orchestrator/track/test_query.py checks they give the same columns and table):
 
 - ``fetch_runs``: the public API, ``MlflowClient.search_runs`` filtered on the ``convsweep.sweep`` tag and
   ``status = 'FINISHED'``, 50,000 runs a page (MLflow's maximum) with ``page_token``. Works against any
-  tracking URI (server, file store, database).
-- ``fetch_records`` on a database store (``sqlite:``, ``postgresql:``, ``mysql:``, ``mssql:``): search_runs
-  materialises every param, tag and metric of every run as ORM objects (~70 per run for a convsweep trial),
-  tens of seconds for 10,000 runs here. A table needs a handful of them, so this path asks the same
-  database for only those columns, in three queries over MLflow's tracking tables (``experiments``, ``runs``,
-  ``tags``, ``params``, ``latest_metrics``), without importing MLflow. An experiment it cannot pin down
-  alone (absent, or one per MLflow workspace) or a schema it does not recognise sends it to ``fetch_runs``;
-  any other URI goes there directly.
+  tracking URI (a server, a file store, a database) and gives whole ``mlflow.entities.Run`` objects.
+- ``fetch_columns`` on a SQLite store (the embedded default): search_runs materialises every param, tag
+  and metric of every run as ORM objects (~70 per run for a convsweep trial), tens of seconds for 10,000. A
+  table needs a handful of them, so this path reads the file itself (``orchestrator.track.sqlitecolumns``):
+  one query per needed key, straight into one dict per key, no object per run. An experiment it cannot pin
+  down alone (absent, or one per MLflow workspace), a schema it does not recognise and every other URI (a
+  tracking server, a file store, another database) go through ``fetch_runs`` instead, filtered down to the
+  same columns.
 
 Run metrics are the *latest* values (what ``run.data.metrics`` holds); the trainer's end-of-run summary
 metrics (``best_val_top1``, ``final_val_top1``, ...) make per-run history calls unnecessary.
@@ -20,17 +20,15 @@ metrics (``best_val_top1``, ``final_val_top1``, ...) make per-run history calls 
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
-__all__ = ["DB_SCHEMES", "SWEEP_TAG", "RunRecord", "fetch_records", "fetch_runs", "records_from_runs"]
+__all__ = ["SWEEP_TAG", "RunColumns", "RunRecord", "fetch_columns", "fetch_runs", "records_from_runs"]
 
 log = logging.getLogger(__name__)
 
 SWEEP_TAG = "convsweep.sweep"
 PAGE_SIZE = 50_000  # MLflow's SEARCH_MAX_RESULTS_THRESHOLD: the fewest round trips the API allows
-DB_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 
 
 @dataclass(frozen=True)
@@ -44,17 +42,44 @@ class RunRecord:
     metrics: Mapping[str, float]
 
 
-def _check_name(sweep_name: str) -> None:
+@dataclass(frozen=True)
+class RunColumns:
+    """FINISHED runs of one sweep, column by column: a table over 100,000 runs reads a few values of each,
+    and a dict per key holds them without an object per run. A run lacks a key where it never logged it."""
+
+    sweep: str
+    run_ids: list[str]  # in the store's order
+    # param -> run id -> value as logged; metric -> run id -> latest value. Read by the ids in ``run_ids``:
+    # a store's reader may leave other runs' values in (orchestrator.track.sqlitecolumns)
+    params: dict[str, dict[str, str]]
+    metrics: dict[str, dict[str, float]]
+
+    @classmethod
+    def from_records(cls, sweep: str, records: Sequence[RunRecord], params: Iterable[str] | None = None,
+                     metrics: Iterable[str] | None = None) -> RunColumns:
+        """``records`` (FINISHED runs of ``sweep``) as columns of the named keys; None: every key logged."""
+        param_keys = dict.fromkeys(params if params is not None else (k for r in records for k in r.params))
+        metric_keys = dict.fromkeys(metrics if metrics is not None else (k for r in records for k in r.metrics))
+        return cls(sweep, [r.run_id for r in records],
+                   {k: {r.run_id: r.params[k] for r in records if k in r.params} for k in param_keys},
+                   {k: {r.run_id: float(r.metrics[k]) for r in records if k in r.metrics} for k in metric_keys})
+
+    def without(self, run_ids: set[str]) -> RunColumns:
+        """The same columns without those runs."""
+        keep = [r for r in self.run_ids if r not in run_ids]
+        return RunColumns(self.sweep, keep, self.params, self.metrics)
+
+    def record(self, run_id: str) -> RunRecord:
+        """One run's row (for checks and small tables)."""
+        return RunRecord(run_id, "FINISHED", self.sweep,
+                         {k: col[run_id] for k, col in self.params.items() if run_id in col},
+                         {k: col[run_id] for k, col in self.metrics.items() if run_id in col})
+
+
+def _check_sweep_name(sweep_name: str) -> None:
+    """A sweep name goes into MLflow's filter string between quotes: none of its own."""
     if "'" in sweep_name or "`" in sweep_name:
         raise ValueError(f"sweep_name: quotes are not allowed (got {sweep_name!r})")
-
-
-def _experiment_id(client: Any, tracking_uri: str, experiment: str) -> str:
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        raise ValueError(f"experiment: no MLflow experiment named {experiment!r} at {tracking_uri} "
-                         f"(got {experiment!r}; has the sweep run yet?)")
-    return exp.experiment_id
 
 
 def fetch_runs(tracking_uri: str, experiment: str, sweep_name: str, *, finished_only: bool = True) -> list[Any]:
@@ -63,14 +88,17 @@ def fetch_runs(tracking_uri: str, experiment: str, sweep_name: str, *, finished_
     from mlflow.entities import ViewType
     from mlflow.tracking import MlflowClient
 
-    _check_name(sweep_name)
+    _check_sweep_name(sweep_name)
     client = MlflowClient(tracking_uri=tracking_uri)
-    exp_id = _experiment_id(client, tracking_uri, experiment)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise ValueError(f"experiment: no MLflow experiment named {experiment!r} at {tracking_uri} "
+                         f"(got {experiment!r}; has the sweep run yet?)")
     query = f"tags.`{SWEEP_TAG}` = '{sweep_name}'" + (" and attributes.status = 'FINISHED'" * finished_only)
     runs: list[Any] = []
     token = None
     while True:
-        page = client.search_runs([exp_id], filter_string=query, run_view_type=ViewType.ACTIVE_ONLY,
+        page = client.search_runs([exp.experiment_id], filter_string=query, run_view_type=ViewType.ACTIVE_ONLY,
                                   max_results=PAGE_SIZE, page_token=token)
         runs.extend(page)
         token = page.token
@@ -90,101 +118,41 @@ def records_from_runs(runs: Iterable[Any]) -> list[RunRecord]:
     return out
 
 
-def fetch_records(tracking_uri: str, experiment: str, sweep_name: str, *, params: Iterable[str] | None = None,
-                  metrics: Iterable[str] | None = None, fallback: Mapping[str, str] | None = None) -> list[RunRecord]:
-    """FINISHED runs of ``sweep_name`` as ``RunRecord``s holding only the named ``params`` and ``metrics``.
+def fetch_columns(tracking_uri: str, experiment: str, sweep_name: str, *, params: Sequence[str],
+                  metrics: Sequence[str], fallback: Mapping[str, str] | None = None,
+                  api_only: bool = False) -> RunColumns:
+    """The FINISHED runs of ``sweep_name`` holding only the named ``params`` and ``metrics``.
 
-    ``None`` means all of them. ``fallback`` maps a summary metric to the raw metric to read instead for a
-    run that lacks the summary (``best_val_top1 -> val_top1``). On a database store this reads just those
-    columns (see the module doc); otherwise it is ``fetch_runs`` filtered down.
+    ``fallback`` maps a summary metric to the raw metric read instead for the runs that lack the summary
+    (``best_val_top1 -> val_top1``); those runs alone hold the raw metric. A SQLite store is read directly
+    unless ``api_only`` (the module doc); any other goes through ``fetch_runs``.
     """
-    fallback = dict(fallback or {})
-    scheme = tracking_uri.split(":", 1)[0].split("+", 1)[0].lower()
-    if scheme not in DB_SCHEMES:
-        return _filtered(fetch_runs(tracking_uri, experiment, sweep_name), params, metrics, fallback)
-    return _fetch_from_database(tracking_uri, experiment, sweep_name, params, metrics, fallback)
+    from orchestrator.track.store import sqlite_path
+
+    _check_sweep_name(sweep_name)
+    path = None if api_only else sqlite_path(tracking_uri)
+    if path is not None:
+        from orchestrator.track.sqlitecolumns import read_columns, read_metric
+
+        got = read_columns(path, experiment, SWEEP_TAG, sweep_name, params, metrics)
+        if got is not None:
+            return _with_fallback(RunColumns(sweep_name, *got), fallback or {}, lambda key, _: read_metric(path, key))
+    records = {r.run_id: r for r in records_from_runs(fetch_runs(tracking_uri, experiment, sweep_name))
+               if r.status == "FINISHED" and r.sweep == sweep_name}
+    return _with_fallback(RunColumns.from_records(sweep_name, list(records.values()), params, metrics), fallback or {},
+                          lambda key, lacking: {rid: float(records[rid].metrics[key]) for rid in lacking
+                                                if key in records[rid].metrics})
 
 
-def _filtered(runs: Iterable[Any], params: Iterable[str] | None, metrics: Iterable[str] | None,
-              fallback: Mapping[str, str]) -> list[RunRecord]:
-    keep_p = None if params is None else set(params)
-    keep_m = None if metrics is None else {*metrics, *fallback.values()}
-    return [RunRecord(r.run_id, r.status, r.sweep,
-                      {k: v for k, v in r.params.items() if keep_p is None or k in keep_p},
-                      {k: v for k, v in r.metrics.items() if keep_m is None or k in keep_m})
-            for r in records_from_runs(runs)]
-
-
-# MLflow's tracking tables (mlflow/store/tracking/dbmodels/models.py), only the columns read here, declared
-# lightly so the fast path needs neither MLflow's import (~2 s) nor its ORM. Their names have not changed
-# across MLflow's schema migrations; should they ever, the query fails and the API path answers instead.
-def _tables() -> dict[str, Any]:
-    import sqlalchemy as sa
-
-    return {
-        "experiments": sa.table("experiments", sa.column("experiment_id"), sa.column("name"),
-                                sa.column("lifecycle_stage")),
-        "runs": sa.table("runs", sa.column("run_uuid"), sa.column("experiment_id"), sa.column("status"),
-                         sa.column("lifecycle_stage")),
-        "tags": sa.table("tags", sa.column("run_uuid"), sa.column("key"), sa.column("value")),
-        "params": sa.table("params", sa.column("run_uuid"), sa.column("key"), sa.column("value")),
-        "latest_metrics": sa.table("latest_metrics", sa.column("run_uuid"), sa.column("key"), sa.column("value"),
-                                   sa.column("is_nan")),
-    }
-
-
-def _fetch_from_database(tracking_uri: str, experiment: str, sweep_name: str, params: Iterable[str] | None,
-                         metrics: Iterable[str] | None, fallback: Mapping[str, str]) -> list[RunRecord]:
-    import sqlalchemy as sa
-
-    _check_name(sweep_name)
-    t = _tables()
-    engine = sa.create_engine(tracking_uri)
-    try:
-        with engine.connect() as conn:
-            exp = t["experiments"]
-            exps = conn.execute(sa.select(exp.c.experiment_id).where(
-                exp.c.name == experiment, exp.c.lifecycle_stage == "active")).all()
-            if len(exps) == 1:
-                return _read_runs(conn, t, int(exps[0][0]), sweep_name, params, metrics, fallback)
-    except sa.exc.SQLAlchemyError as exc:
-        log.warning("reading %s directly failed (%s); using MlflowClient.search_runs", tracking_uri, exc)
-    finally:
-        engine.dispose()
-    # absent, one per MLflow workspace, or an unexpected schema: the API knows
-    return _filtered(fetch_runs(tracking_uri, experiment, sweep_name), params, metrics, fallback)
-
-
-def _read_runs(conn: Any, t: dict[str, Any], exp_id: int, sweep_name: str, params: Iterable[str] | None,
-               metrics: Iterable[str] | None, fallback: Mapping[str, str]) -> list[RunRecord]:
-    import sqlalchemy as sa
-
-    runs_t, tags_t, params_t, metrics_t = t["runs"], t["tags"], t["params"], t["latest_metrics"]
-    runs = (
-        sa.select(runs_t.c.run_uuid)
-        .join(tags_t, sa.and_(tags_t.c.run_uuid == runs_t.c.run_uuid, tags_t.c.key == SWEEP_TAG))
-        .where(runs_t.c.experiment_id == exp_id, runs_t.c.lifecycle_stage == "active",
-               runs_t.c.status == "FINISHED", tags_t.c.value == sweep_name)
-    )
-    param_q = sa.select(params_t.c.run_uuid, params_t.c.key, params_t.c.value).where(params_t.c.run_uuid.in_(runs))
-    if params is not None:
-        param_q = param_q.where(params_t.c.key.in_(sorted(set(params))))
-    metric_cols = (metrics_t.c.run_uuid, metrics_t.c.key, metrics_t.c.value, metrics_t.c.is_nan)
-    metric_q = sa.select(*metric_cols).where(metrics_t.c.run_uuid.in_(runs))
-    if metrics is not None:
-        metric_q = metric_q.where(metrics_t.c.key.in_(sorted(set(metrics))))
-    run_ids = [row[0] for row in conn.execute(runs).all()]  # .all(): one fetch, not one call per row
-    got_params: dict[str, dict[str, str]] = {rid: {} for rid in run_ids}
-    got_metrics: dict[str, dict[str, float]] = {rid: {} for rid in run_ids}
-    for rid, key, value in conn.execute(param_q).all():
-        got_params[rid][key] = value
-    for rid, key, value, is_nan in conn.execute(metric_q).all():
-        got_metrics[rid][key] = math.nan if is_nan else float(value)
-    lacking = [rid for rid in run_ids if any(k not in got_metrics[rid] for k in fallback)]
-    if lacking:  # runs without a summary metric: read the raw metric it summarises (rare, so a second query)
-        raw_q = sa.select(*metric_cols).where(metrics_t.c.key.in_(sorted(set(fallback.values()))))
-        for start in range(0, len(lacking), 500):  # bounded IN lists for every database
-            chunk = raw_q.where(metrics_t.c.run_uuid.in_(lacking[start:start + 500]))
-            for rid, key, value, is_nan in conn.execute(chunk):
-                got_metrics[rid][key] = math.nan if is_nan else float(value)
-    return [RunRecord(rid, "FINISHED", sweep_name, got_params[rid], got_metrics[rid]) for rid in run_ids]
+def _with_fallback(columns: RunColumns, fallback: Mapping[str, str],
+                   read: Callable[[str, set[str]], dict[str, float]]) -> RunColumns:
+    """``columns`` plus, for each summary metric in ``fallback``, the raw metric of the runs that lack the
+    summary (``read(raw, their ids)``, which may answer for more runs): rare, so read only then."""
+    for summary, raw in fallback.items():
+        have = columns.metrics.get(summary, {})
+        lacking = {rid for rid in columns.run_ids if rid not in have}
+        if lacking and raw not in columns.metrics:
+            got = read(raw, lacking)
+            if got:
+                columns.metrics[raw] = got
+    return columns

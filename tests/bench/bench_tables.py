@@ -17,11 +17,16 @@ Machine load skews wall times on a shared machine: each CLI figure is printed wi
 used (user + system), which is what the goal would be on an idle machine.
 
 Printed side by side in one run:
-- library: ``sweep_table`` + ``render`` in this process (lay out the 10,000 planned trials, read the runs,
-  aggregate, render), the figure the 2 s goal is about;
-- the same through ``MlflowClient.search_runs`` (``fetch_runs``, paginated), for the ratio;
+- library: ``sweep_table`` + ``render`` in this process (lay out the planned trials, read the runs,
+  aggregate, render), with the time of reading the runs (``fetch_columns``) and of pivoting them;
+- the same through ``MlflowClient.search_runs`` (``fetch_columns(api_only=True)``), for the ratio;
 - CLI: ``convsweep table FILE --tracking-uri URI`` as a fresh process (adds Python start-up, imports and the
-  CLI's own loading of the sweep file, schema only), the figure a user waits for; its ratio to the 2 s goal.
+  CLI's own loading of the sweep file, schema only), the figure a user waits for; its ratio to the goal.
+  With ``--before DIR`` (a tree of older code: ``git archive main | tar -x -C DIR``) the same command runs
+  with that code too, alternately with this one so that the machine's load falls on both alike, and both
+  medians are printed side by side (the two must print the same table).
+
+    .venv/bin/python tests/bench/bench_tables.py --runs 100000 --skip-search-runs --before /tmp/convsweep-before
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import time
 from pathlib import Path
 
 CACHE = Path(tempfile.gettempdir()) / "convsweep-bench-tables"
+REPO = Path(__file__).resolve().parents[2]
 SWEEP = """
 name: bench-tables
 tracking: {{uri: "sqlite:///{db}"}}
@@ -195,6 +201,23 @@ def _timed_process(cmd: list[str], repeats: int) -> tuple[float, float, subproce
     return statistics.median(walls), statistics.median(cpus), proc
 
 
+def _timed_trees(cmd: list[str], trees: dict[str, Path], repeats: int) -> dict[str, tuple[float, float, str]]:
+    """Median wall and CPU time of ``cmd`` run with each tree's code (its PYTHONPATH), the trees taking turns
+    so that the machine's load falls on each alike, and each one's output."""
+    walls: dict[str, list[float]] = {label: [] for label in trees}
+    cpus: dict[str, list[float]] = {label: [] for label in trees}
+    out: dict[str, str] = {}
+    for _ in range(repeats):
+        for label, tree in trees.items():
+            env = {**os.environ, "PYTHONPATH": str(tree)}
+            cpu0, t0 = _cpu_of_children(), time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env, cwd=CACHE)
+            walls[label].append(time.perf_counter() - t0)
+            cpus[label].append(_cpu_of_children() - cpu0)
+            out[label] = proc.stdout
+    return {label: (statistics.median(walls[label]), statistics.median(cpus[label]), out[label]) for label in trees}
+
+
 def _timed(fn, repeats: int) -> tuple[float, object]:
     times, out = [], None
     for _ in range(repeats):
@@ -211,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-search-runs", action="store_true", help="skip the slow search_runs comparison")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--client-build", action="store_true", help="build the store through MLflow's client only")
+    ap.add_argument("--before", help="a tree of older code to time the CLI with, side by side (see the doc)")
     args = ap.parse_args(argv)
 
     goal = 2.0 if args.runs <= 10_000 else 5.0
@@ -223,10 +247,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             build_store(sweep_file, args.runs)
 
-    from orchestrator.spec.expand import expand
     from orchestrator.spec.load import load_sweep
-    from orchestrator.tables.build import (build_table, expected_layout, fetch_records, fetch_runs, needed_keys, render,
-                                     sweep_table)
+    from orchestrator.tables.build import expected_layout, needed_keys, sweep_table
+    from orchestrator.tables.pivot import build_table
+    from orchestrator.tables.render import render
+    from orchestrator.track.query import fetch_columns
 
     sweep = load_sweep(sweep_file, check=False)
     uri = sweep.tracking.uri
@@ -235,25 +260,33 @@ def main(argv: list[str] | None = None) -> int:
     assert isinstance(table, str)
     cells = sweep_table(sweep)
     n_runs = cells.runs_used
-    layout_s, _ = _timed(lambda: expected_layout(sweep), 1)
-    fetch_s, _ = _timed(lambda: fetch_records(uri, sweep.experiment, sweep.name, params=params, metrics=metrics,
-                                              fallback=fallback), 1)
+    layout_s, expected = _timed(lambda: expected_layout(sweep), 1)
+    fetch_s, runs = _timed(lambda: fetch_columns(uri, sweep.experiment, sweep.name, params=params, metrics=metrics,
+                                                 fallback=fallback), 1)
+    pivot_s, _ = _timed(lambda: build_table(sweep.table, runs, sweep=sweep.name, expected=expected), 1)
     print(table)
     print(f"runs in the table: {n_runs} (expected {args.runs}); missing cells: {cells.missing}")
     print(f"library  sweep_table + render (fast path), median of {args.repeats}: {lib_s:.2f} s   goal <= {goal:.0f} s: "
-          f"{'met' if lib_s <= goal else 'NOT met'}  (planned layout {layout_s:.2f} s, reading the runs {fetch_s:.2f} s)")
+          f"{'met' if lib_s <= goal else 'NOT met'}  (planned layout {layout_s:.2f} s, reading the runs {fetch_s:.2f} s, "
+          f"pivoting them {pivot_s:.2f} s)")
     if not args.skip_search_runs:
-        expected = [t.flat_params() for t in expand(sweep)]
-        api_s, _ = _timed(lambda: render(build_table(sweep.table, fetch_runs(uri, sweep.experiment, sweep.name),
-                                                      sweep=sweep.name, expected=expected), "md"), 1)
+        api_s, _ = _timed(lambda: render(build_table(sweep.table, fetch_columns(
+            uri, sweep.experiment, sweep.name, params=params, metrics=metrics, fallback=fallback, api_only=True),
+            sweep=sweep.name, expected=expected), "md"), 1)
         print(f"library  same table via MlflowClient.search_runs (paginated): {api_s:.2f} s  "
               f"(fast path is {api_s / lib_s:.1f}x faster)")
     cli = [sys.executable, "-m", "orchestrator.cli", "table", str(sweep_file), "--tracking-uri", uri]
-    cli_s, cli_cpu, proc = _timed_process(cli, args.repeats)
-    assert proc.stdout.strip() == table.strip(), "the CLI printed another table than the library"
-    print(f"CLI      convsweep table FILE (fresh process, imports included), median of {args.repeats}: {cli_s:.2f} s"
-          f" wall, {cli_cpu:.2f} s CPU   goal <= {goal:.0f} s: {'met' if cli_s <= goal else 'NOT met'} "
-          f"({cli_s / goal:.2f} x the goal; CPU {cli_cpu / goal:.2f} x)")
+    trees = {"this code": REPO, **({"before": Path(args.before).resolve()} if args.before else {})}
+    timed = _timed_trees(cli, trees, args.repeats)
+    for label, (cli_s, cli_cpu, out) in timed.items():
+        assert out.strip() == table.strip(), f"the CLI ({label}) printed another table than the library"
+        print(f"CLI      convsweep table FILE, {label:9s} (fresh process, imports included), median of {args.repeats}: "
+              f"{cli_s:.2f} s wall, {cli_cpu:.2f} s CPU   goal <= {goal:.0f} s: {'met' if cli_s <= goal else 'NOT met'} "
+              f"({cli_s / goal:.2f} x the goal; CPU {cli_cpu / goal:.2f} x)")
+    if "before" in timed:
+        (now_s, now_cpu, _), (then_s, then_cpu, _) = timed["this code"], timed["before"]
+        print(f"CLI      before -> this code: {then_s:.2f} s -> {now_s:.2f} s wall ({then_s / now_s:.1f}x), "
+              f"{then_cpu:.2f} s -> {now_cpu:.2f} s CPU ({then_cpu / now_cpu:.1f}x)")
     plan_cmd = [sys.executable, "-m", "orchestrator.cli", "plan", str(sweep_file)]
     plan_s, plan_cpu, proc = _timed_process(plan_cmd, args.repeats)
     planned = proc.stdout.strip().splitlines()[-1]

@@ -18,7 +18,8 @@ from orchestrator.cli import main
 from orchestrator.spec.expand import expand
 from orchestrator.run.driver import load_recorded
 from orchestrator.spec.load import load_sweep
-from orchestrator.tables.build import render, sweep_table
+from orchestrator.tables.build import sweep_table
+from orchestrator.tables.render import render
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 STEMS = [  # gmconv_table2_imagenet before gmconv_table4_rotation, which evaluates its runs

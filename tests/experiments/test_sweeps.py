@@ -22,7 +22,9 @@ import pytest
 from orchestrator.cli import main
 from orchestrator.spec.expand import expand
 from orchestrator.spec.load import load_sweep
-from orchestrator.tables.build import build_table, expected_layout, render
+from orchestrator.tables.build import expected_layout
+from orchestrator.tables.pivot import build_table
+from orchestrator.tables.render import render
 from orchestrator.dirs.trialdir import TrialDir
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"

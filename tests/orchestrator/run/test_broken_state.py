@@ -214,7 +214,8 @@ def test_finished_in_mlflow_but_not_on_disk_is_inconsistent_and_run_again(
                          "(`convsweep resume broken` runs the inconsistent ones again)")
 
     # the table leaves out what a stat can see is wrong (the cut file; the flipped bit needs the bytes hashed)
-    from orchestrator.tables.build import Table, _contradicted_runs
+    from orchestrator.tables.build import _contradicted_runs
+    from orchestrator.tables.table import Table
 
     assert _contradicted_runs(spec, {td.read_run_id() for td in recorded}) == {cut.read_run_id()}
     assert "runs_inconsistent" in Table.__dataclass_fields__

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator.track.query import RunRecord
-from orchestrator.tables.build import build_table, render
+from orchestrator.tables.pivot import build_table
+from orchestrator.tables.render import render
 from orchestrator.spec.tablespec import TableSpec
 
 REFERENCE = """dataset,method,best_kernel,mean,std,max,t,p
