@@ -150,3 +150,18 @@ def check_build(name: str, num_classes: int, method: str = "stdconv", *, in_chan
             continue  # convert_model leaves these convs plain (or weight-standardises a 1x1)
         check_coc_kernel(k, skp=knobs.get("skp", 2), dilate=knobs.get("dilate", True), wsc=wsc)
     return True
+
+
+def check_or_build(name: str, num_classes: int, method: str = "stdconv", *, in_channels: int = 3,
+                   **knobs: Any) -> None:
+    """Raise the ``ValueError`` that ``build_model`` would. Only a model the catalogue cannot judge (registered
+    at run time, kernels not declared) is built, on the meta device: torch is imported here and only then, so
+    a caller checking the catalogued models stays torch-free."""
+    if check_build(name, num_classes, method, in_channels=in_channels, **knobs):
+        return
+    import torch
+
+    from .models import build_model
+
+    with torch.device("meta"):
+        build_model(name, num_classes, method, in_channels=in_channels, **knobs)

@@ -9,8 +9,9 @@ import sys
 import pytest
 
 from orchestrator.spec.schema import LayerSpec, SweepSpec, TrialSpec
-from orchestrator.spec.expand import check_sweep, expand, expand_with_sources
-from orchestrator.spec.load import ConfigError
+from orchestrator.run.preflight import check_sweep
+from orchestrator.spec.expand import expand, expand_with_sources
+from orchestrator.spec.errors import ConfigError
 from orchestrator.dirs.trialdir import TrialDir
 
 

@@ -7,7 +7,7 @@ from rich.console import Console
 
 from orchestrator.spec.schema import SweepSpec
 from orchestrator.spec.expand import expand
-from orchestrator.spec.plan import Plan, plan, render_plan
+from orchestrator.run.plan import Plan, plan, render_plan
 from orchestrator.spec.load import load_sweep
 
 
@@ -73,7 +73,7 @@ def test_render_plan_table():
 def test_a_long_plan_is_plain_aligned_text_with_every_trial():
     """Past RICH_TABLE_MAX_ROWS rows the plan is laid out without rich's per-cell measuring (10,000 rows took
     ~25 s to print): the same columns, one line per trial, the summary last."""
-    from orchestrator.spec.plan import RICH_TABLE_MAX_ROWS
+    from orchestrator.run.plan import RICH_TABLE_MAX_ROWS
 
     spec = sweep(seeds=list(range(RICH_TABLE_MAX_ROWS // 4 + 1)))
     p = plan(spec)
@@ -144,7 +144,7 @@ def test_calibration_on_this_node_is_preferred(tmp_path, capsys):
     import yaml
 
     from orchestrator.cli import main
-    from orchestrator.spec.cost import CALIBRATION_FILE, calibration_key
+    from orchestrator.run.cost import CALIBRATION_FILE, calibration_key
 
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump({

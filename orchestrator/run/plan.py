@@ -1,6 +1,6 @@
 """What a sweep will run, before it runs: one row per trial (key, the knobs that vary, seed) and the cost.
 
-The cost is an estimate in GPU-hours (``orchestrator.spec.cost``): the user's ``resources.hours_per_epoch`` x
+The cost is an estimate in GPU-hours (``orchestrator.run.cost``): the user's ``resources.hours_per_epoch`` x
 epochs x GPUs held when set; else a calibration (`convsweep calibrate FILE`) of seconds per image on the
 node that ran it; else the model's FLOPs over the epochs' images at an assumed share of the peak of
 ``resources.gpu_type``. Without any of them the estimate is reported as unknown rather than guessed. A
@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.spec.schema import SweepSpec, TrialSpec
-from orchestrator.spec.cost import load_calibration, trial_cost
+from orchestrator.run.cost import load_calibration, trial_cost
 from orchestrator.spec.expand import expand
 from orchestrator.dirs.trialdir import TrialDir
 
@@ -39,7 +39,7 @@ class PlanRow:
     gpus: int  # GPUs the trial's job holds
     gpu_hours: float | None  # None: no estimate (no hours_per_epoch, calibration or gpu_type)
     trial_hours: float | None = None  # the trial's wall-clock hours, when estimated
-    cost_source: str = ""  # which estimate (orchestrator.spec.cost.TrialCost.source)
+    cost_source: str = ""  # which estimate (orchestrator.run.cost.TrialCost.source)
     reused_from: str | None = None  # finished in this other sweep of the store: not trained again, costs nothing
 
 

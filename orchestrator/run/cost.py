@@ -1,7 +1,7 @@
 """What a trial costs before it runs: device-hours from the model's FLOPs, or from a calibration.
 
 Three sources, the first that applies wins:
-1. ``resources.hours_per_epoch``: the user's own figure (``orchestrator.spec.plan`` uses it as given);
+1. ``resources.hours_per_epoch``: the user's own figure (``orchestrator.run.plan`` uses it as given);
 2. a calibration (``convsweep calibrate FILE``): seconds per training image of the trial's (model, method,
    knobs, input size, AMP), timed on the node where it ran and stored in ``<storage root>/calibration.json``;
 3. the FLOP model: multiply-adds of one forward pass (``layers.count_params_flops`` on the ``meta`` device,
