@@ -7,7 +7,7 @@ Three sources, the first that applies wins:
 3. the FLOP model: multiply-adds of one forward pass (``layers.count_params_flops`` on the ``meta`` device,
    so nothing is computed), x 2 FLOPs each, x 3 for a training step (forward + backward), over the epoch's
    training images, plus one forward pass over the validation images, divided by the device's peak
-   throughput (``DEVICES``: fp32/TF32 or AMP fp16/bf16 tensor-core peaks) times ``UTILISATION``, an assumed
+   throughput (``orchestrator.spec.names.DEVICES``: fp32/TF32 or AMP fp16/bf16 tensor-core peaks) times ``UTILISATION``, an assumed
    share of peak that whole training runs reach (ResNet-50 on an A100 with AMP trains at about 2,470 img/s,
    NVIDIA's published figure: 24.6 GFLOPs per image x 2,470 = 61 TFLOP/s, 19.5 % of the 312 peak).
 Device-hours assume perfect scaling: a trial on 8 GPUs costs the same device-hours as on one. The FLOP model
@@ -23,22 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.spec.names import DEVICES, Device
+
 __all__ = ["DEVICES", "UTILISATION", "Device", "TrialCost", "calibrate", "calibration_key", "load_calibration",
            "trial_cost"]
 
 
-@dataclass(frozen=True)
-class Device:
-    fp32_tflops: float  # dense fp32 (TF32 tensor cores where the device has them: what torch uses by default)
-    amp_tflops: float  # dense fp16/bf16 tensor cores
-
-
-DEVICES = {
-    "V100": Device(fp32_tflops=15.7, amp_tflops=125.0),
-    "A100": Device(fp32_tflops=156.0, amp_tflops=312.0),
-    "H100": Device(fp32_tflops=494.7, amp_tflops=989.4),
-    "L40S": Device(fp32_tflops=183.0, amp_tflops=362.1),
-}
 UTILISATION = 0.2
 CALIBRATION_FILE = "calibration.json"
 

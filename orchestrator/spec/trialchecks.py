@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from orchestrator.spec import names
 from orchestrator.spec.errors import Problem
 from orchestrator.spec.schema import LayerSpec, TrialSpec
 from orchestrator.spec.structure import canon
@@ -27,17 +28,15 @@ def blame(path: str, sources: dict[str, str]) -> str:
 
 
 def name_problems(pairs: Pairs) -> list[Problem]:
-    import layers
-    import pipelines
-
+    """Models and datasets named in the live registries (a model or dataset registered at run time counts);
+    methods, backends and the other enums are the schema's, from the same registries (``spec.names``)."""
+    models, datasets = names.model_names(), tuple(names.datasets())
     problems = []
     for trial, sources in pairs:
-        for path, value, allowed in (("model", trial.model, layers.MODEL_NAMES),
-                                     ("layer.method", trial.layer.method, layers.METHODS),
-                                     ("dataset.name", trial.dataset.name, pipelines.DATASETS),
-                                     ("dataset.backend", trial.dataset.backend, pipelines.BACKENDS)):
+        for path, value, allowed in (("model", trial.model, models), ("dataset.name", trial.dataset.name, datasets)):
             if value not in allowed:
-                problems.append(Problem(blame(path, sources), "unknown name", value, ", ".join(allowed)))
+                problems.append(Problem(blame(path, sources), "unknown name", value,
+                                        ", ".join(allowed)))
     return problems
 
 

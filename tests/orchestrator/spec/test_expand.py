@@ -217,7 +217,6 @@ def test_check_sweep_accepts_a_valid_sweep():
 @pytest.mark.parametrize("fields, fragment", [
     ({"grid": {"model": ["resnet20", "resnet21"]}}, "grid.model: unknown name (got 'resnet21'"),
     ({"base": {"dataset": {"name": "cifar11"}}}, "base.dataset.name: unknown name (got 'cifar11'"),
-    ({"base": {"dataset": {"name": "digits", "backend": "dali"}}}, "base.dataset.backend: unknown name"),
     ({"executor": {"kind": "kubernetes"}}, "executor.kind: unknown executor (got 'kubernetes'; allowed: "),
     ({"base": {"dataset": {"name": "cifar10", "root": "/nonexistent/cifar10"}}}, "base.dataset.root: cifar10: "),
     ({"base": {"layer": {"method": "coc", "skp": 0, "dilate": True}}}, "base.layer.dilate: invalid layer settings"),
