@@ -126,7 +126,7 @@ def _expand_with_sources(spec: SweepSpec) -> list[tuple[TrialSpec, dict[str, str
             except ValidationError as exc:
                 problems += translate_validation_error(exc, TrialSpec, lambda parts: _source_key(parts, sources))
                 break  # the other seeds fail the same way
-            dumped = trial.model_dump(mode="json")
+            dumped = trial.model_dump(mode="json") if spec.exclude else {}
             hits = [i for i, entry in enumerate(spec.exclude) if _matches(dumped, entry)]
             used.update(hits)
             if not hits:

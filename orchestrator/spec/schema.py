@@ -9,8 +9,10 @@ expanding a sweep into trials in ``orchestrator.spec.expand``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -78,7 +80,15 @@ class TrialSpec(TrainBase):
     def world_size(self) -> int:
         return self.resources.world_size
 
-    @property
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> TrialSpec:
+        copied = super().model_copy(update=update, deep=deep)
+        copied.__dict__.pop("trial_key", None)  # the copy's fields may differ: its key is computed afresh
+        return copied
+
+    # Cached: the plan of a 10,000-trial sweep asked each trial for its key four times (expansion, the
+    # duplicate check, flat_params, the plan's row), a model dump and a sha256 each. The model is frozen, so
+    # only model_copy(update=...) can change what the key hashes.
+    @functools.cached_property
     def trial_key(self) -> str:
         # Fields at their default value are left out: a knob added later with a default that keeps today's
         # behaviour does not re-key the trials already run (their runs and checkpoints are still found).
@@ -98,20 +108,21 @@ class TrialSpec(TrainBase):
     def flat_params(self) -> dict[str, str]:
         """Every resolved knob by dotted key, as MLflow params (values as strings)."""
         flat: dict[str, str] = {}
-
-        def walk(prefix: str, value: Any) -> None:
-            if isinstance(value, dict):
-                for k, v in value.items():
-                    walk(f"{prefix}.{k}" if prefix else k, v)
-            elif isinstance(value, (list, tuple)):
-                flat[prefix] = ",".join(str(v) for v in value)
-            else:
-                flat[prefix] = str(value)
-
-        walk("", self.model_dump(mode="json"))
+        _flatten("", self.model_dump(mode="json"), flat)
         flat["world_size"] = str(self.world_size)
         flat["trial_key"] = self.trial_key
         return flat
+
+
+def _flatten(prefix: str, data: dict[str, Any], out: dict[str, str]) -> None:
+    # one call per mapping, not per value: a plan flattens every one of 10,000 trials
+    for key, value in data.items():
+        if isinstance(value, dict):
+            _flatten(f"{prefix}{key}.", value, out)
+        elif isinstance(value, list):  # JSON mode: tuples are lists
+            out[prefix + key] = ",".join(str(v) for v in value)
+        else:
+            out[prefix + key] = str(value)
 
 
 class SweepSpec(_Frozen):
