@@ -157,11 +157,15 @@ def check_or_build(name: str, num_classes: int, method: str = "stdconv", *, in_c
     """Raise the ``ValueError`` that ``build_model`` would. Only a model the catalogue cannot judge (registered
     at run time, kernels not declared) is built, on the meta device: torch is imported here and only then, so
     a caller checking the catalogued models stays torch-free."""
+    import sys
+
     if check_build(name, num_classes, method, in_channels=in_channels, **knobs):
+        return
+    # Registering a model at run time loaded the registry (and torch): build through it, never load it here.
+    registry = sys.modules.get("layers.models.registry")
+    if registry is None:
         return
     import torch
 
-    from .models import build_model
-
     with torch.device("meta"):
-        build_model(name, num_classes, method, in_channels=in_channels, **knobs)
+        registry.build_model(name, num_classes, method, in_channels=in_channels, **knobs)

@@ -54,7 +54,15 @@ def test_a_model_registered_at_run_time_is_a_known_name():
 
     spec = SweepSpec.model_validate({"name": "t", "base": {"model": "tiny_registered_net",
                                                            "dataset": {"name": "digits"}}})
-    check_sweep(spec)  # its kernels are not catalogued: checked by a build on the meta device
+    check_sweep(spec)
+    # its kernels are not catalogued: a CoC conversion is checked by building it on the meta device
+    coc = {"name": "t", "base": {"model": "tiny_registered_net", "dataset": {"name": "digits"},
+                                 "layer": {"method": "coc", "skp": 0, "dilate": True}}}
+    built = r"base.layer.dilate: invalid layer settings \(model tiny_registered_net, method coc\): CoCConv2d"
+    with pytest.raises(ConfigError, match=built):
+        check_sweep(SweepSpec.model_validate(coc))
+    coc["base"]["layer"]["skp"] = 2
+    check_sweep(SweepSpec.model_validate(coc))
     bad = spec.model_copy(update={"base": spec.base.model_copy(update={"model": "tiny_registred_net"})})
     with pytest.raises(ConfigError, match=r"base.model: unknown name .*tiny_registered_net"):
         check_sweep(bad)
