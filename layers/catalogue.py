@@ -164,3 +164,22 @@ def check_build(name: str, num_classes: int, method: str = "stdconv", *, in_chan
             continue  # convert_model leaves these convs plain (or weight-standardises a 1x1)
         check_coc_kernel(k, skp=skp, dilate=dilate, wsc=wsc)
     return True
+
+
+def check_or_build(name: str, num_classes: int, method: str = "stdconv", *, in_channels: int = 3,
+                   **knobs: Any) -> None:
+    """Raise the ``ValueError`` that ``build_model`` would. Only a model the catalogue cannot judge (registered
+    at run time, kernels not declared) is built, on the meta device: torch is imported here and only then, so
+    a caller checking the catalogued models stays torch-free."""
+    import sys
+
+    if check_build(name, num_classes, method, in_channels=in_channels, **knobs):
+        return
+    # Registering a model at run time loaded the registry (and torch): build through it, never load it here.
+    registry = sys.modules.get("layers.models.registry")
+    if registry is None:
+        return
+    import torch
+
+    with torch.device("meta"):
+        registry.build_model(name, num_classes, method, in_channels=in_channels, **knobs)

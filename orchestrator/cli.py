@@ -148,17 +148,16 @@ def _table_text(spec: object, source: str | None, fmt: str, tracking_uri: str | 
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from orchestrator.spec.checks import validate_every_profile
+    from orchestrator.run.preflight import load_sweep, validate_every_profile
     from orchestrator.spec.expand import expand
-    from orchestrator.spec.load import load_sweep
 
     if args.profile is None:  # the file as written and every profile in it
         spec = validate_every_profile(args.file, args.overrides)
     else:
         spec = load_sweep(args.file, args.profile, args.overrides)
     if not args.offline:
-        from orchestrator.spec.checks import tracking_reachability_problems
-        from orchestrator.spec.load import ConfigError
+        from orchestrator.run.preflight import tracking_reachability_problems
+        from orchestrator.spec.errors import ConfigError
 
         problems = tracking_reachability_problems(spec)
         if problems:
@@ -169,8 +168,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from orchestrator.spec.plan import render_plan
-    from orchestrator.spec.load import ConfigError, load_sweep
+    from orchestrator.run.plan import render_plan
+    from orchestrator.run.preflight import load_sweep
+    from orchestrator.spec.errors import ConfigError
 
     try:
         spec = load_sweep(args.file, args.profile, args.overrides)
@@ -204,9 +204,9 @@ def _reused_trials(file: str, spec: Any, trials: list[Any]) -> dict[str, str]:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from orchestrator.spec.cost import CALIBRATION_FILE, calibrate
+    from orchestrator.run.cost import CALIBRATION_FILE, calibrate
+    from orchestrator.run.preflight import load_sweep
     from orchestrator.spec.expand import expand
-    from orchestrator.spec.load import load_sweep
 
     if args.steps < 1:
         raise ValueError(f"--steps: must be >= 1 (got {args.steps})")
@@ -456,7 +456,7 @@ def _subject(args: argparse.Namespace) -> str:
 
 def _error_line(exc: ValueError, args: argparse.Namespace) -> str:
     """``convsweep: <FILE or SWEEP>: <what is wrong>; <what to do>``, from a library error's first line."""
-    from orchestrator.spec.load import ConfigError
+    from orchestrator.spec.errors import ConfigError
 
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if text.startswith("convsweep: "):  # already the whole line (trackingstore.StoreUnreachable)

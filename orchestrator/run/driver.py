@@ -40,7 +40,8 @@ from orchestrator.run.executors.base import available_executors, get_executor
 from orchestrator.spec.expand import expand
 from orchestrator.run.progress import SweepProgress
 from orchestrator.run.proxy import TrialContext, stopping_marker
-from orchestrator.spec.load import ConfigError, Problem, load_sweep
+from orchestrator.run.preflight import load_sweep
+from orchestrator.spec.errors import ConfigError, Problem
 from orchestrator.track.tracker import TAG, Tracker, absolute_tracking_uri, git_commit
 from orchestrator.track.store import require_store
 from orchestrator.dirs.trialdir import TrialDir, atomic_write_text

@@ -6,14 +6,13 @@ value at a sub-section path (``recipe.optimizer: [{name: adam, lr: 0.001}]``) is
 section, a value at a leaf replaces it. Two trials with the same ``trial_key`` are an error (a repeated grid
 value or seed), never silently merged: the user asked for N trials and should get N.
 
-``check_sweep`` is the semantic half of validating a sweep file (run by ``sweepfile.load_sweep``): the
-grid/zip/exclude structure (an exclude entry must match a trial), every expanded trial re-validated with
-its error pinned on the key holding the bad value (``grid.layer.method``, or ``base.layer.skp`` when base set
-it), then ``orchestrator.spec.checks``: names known to ``layers`` and ``pipelines``, data roots, the executor kind,
-each distinct layer-knob combination checked once without building it (``layers.catalogue``), table
-rows/columns, ``tune.metric`` and ``tracking.uri``. Layer knobs the trials' methods ignore are an error
-(``checks.ignored_knob_problems``) unless the sweep sets ``allow_ignored_knobs``. An expansion is kept for
-the next call with the same inputs: a command expands its sweep once, however many steps ask for the trials.
+Expanding checks what only the trials show: the grid/zip/exclude structure first
+(``orchestrator.spec.structure``), every expanded trial re-validated with its error pinned on the key holding
+the bad value (``grid.layer.method``, or ``base.layer.skp`` when base set it), an exclude entry that matches
+no trial, and layer knobs the trials' methods ignore (``orchestrator.spec.knobchecks``, an error unless the
+sweep sets ``allow_ignored_knobs``). The checks against the registries, the data and the machine are
+``orchestrator.spec.checks.sweep_problems`` and ``orchestrator.run.preflight``. An expansion is kept for the
+next call with the same inputs: a command expands its sweep once, however many steps ask for the trials.
 
 Evaluation sweeps (``evaluate:`` set) have no grid: their trials are the DONE trials of the source sweep in
 ``<storage.root>/<source_sweep>/`` matching ``evaluate.where``, re-targeted at this sweep.
@@ -22,99 +21,23 @@ Evaluation sweeps (``evaluate:`` set) have no grid: their trials are the DONE tr
 from __future__ import annotations
 
 import copy
-import difflib
 import itertools
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from orchestrator.spec.schema import NON_SEMANTIC_FIELDS, SweepSpec, TrainBase, TrialSpec
-from orchestrator.spec.load import ConfigError, Problem, dotted_key, schema_annotation, translate_validation_error
 from orchestrator.dirs.trialdir import TrialDir
+from orchestrator.spec.errors import ConfigError, Problem, translate_validation_error
+from orchestrator.spec.knobchecks import ignored_knob_problems
+from orchestrator.spec.schema import SweepSpec, TrialSpec
+from orchestrator.spec.schemapath import dotted_key, schema_annotation
+from orchestrator.spec.structure import canon, structure_problems
 
-__all__ = ["check_sweep", "expand", "expand_with_sources", "structure_problems"]
+__all__ = ["expand", "expand_with_sources"]
 
 log = logging.getLogger(__name__)
-
-
-def _canon(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def _key_problem(section: str, key: str, root: type) -> Problem | None:
-    if schema_annotation(root, key)[0]:
-        return None
-    if key == "seed":
-        return Problem(f"{section}.{key}", "seeds are set by the top-level `seeds` list", key, "seeds: [0, 1, 2]")
-    head = key.partition(".")[0]
-    if head in SweepSpec.model_fields and head not in TrainBase.model_fields and root is TrainBase:
-        return Problem(f"{section}.{key}", f"`{head}` is a sweep-wide section: it cannot vary between trials", key,
-                       "a dotted field path of base")
-    fields = sorted(_leaf_paths(root))
-    close = difflib.get_close_matches(key, fields, n=3)
-    allowed = ", ".join(close) if close else "a dotted field path of base, e.g. " + ", ".join(fields[:6]) + ", ..."
-    return Problem(f"{section}.{key}", "not a field of the trial", key, allowed)
-
-
-def _leaf_paths(model: type, prefix: str = "") -> list[str]:
-    out = []
-    for name, field in model.model_fields.items():
-        sub = field.annotation
-        if isinstance(sub, type) and hasattr(sub, "model_fields"):
-            out += _leaf_paths(sub, f"{prefix}{name}.")
-        out.append(f"{prefix}{name}")
-    return out
-
-
-def structure_problems(spec: SweepSpec) -> list[Problem]:
-    """Grid, zip, exclude and seeds checks that need nothing but the schema."""
-    problems: list[Problem] = []
-    if spec.evaluate is not None:
-        for section in ("grid", "zip", "exclude"):
-            if getattr(spec, section):
-                problems.append(Problem(section, "an evaluation sweep takes its trials from evaluate.source_sweep",
-                                        getattr(spec, section), "empty"))
-        for key in spec.evaluate.where:
-            problems += [p for p in [_key_problem("evaluate.where", key, TrialSpec)] if p]
-    varied: list[tuple[str, str]] = []  # (trial path, section label)
-    for key, values in spec.grid.items():
-        problems += [p for p in [_key_problem("grid", key, TrainBase)] if p]
-        if not values:
-            problems.append(Problem(f"grid.{key}", "empty list", values, "one or more values"))
-        elif len({_canon(v) for v in values}) < len(values):
-            problems.append(Problem(f"grid.{key}", "repeated value (would duplicate trials)", values))
-        if key in NON_SEMANTIC_FIELDS and len(values) > 1:
-            problems.append(Problem(f"grid.{key}", "not part of a trial's identity: varying it alone repeats "
-                                    "the same trial", key, "vary it in a zip group with a setting that matters"))
-        varied.append((key, f"grid.{key}"))
-    for i, group in enumerate(spec.zip):
-        if not group:
-            problems.append(Problem(f"zip[{i}]", "empty group", group, "{dotted.key: [values], ...}"))
-        for key, values in group.items():
-            problems += [p for p in [_key_problem(f"zip[{i}]", key, TrainBase)] if p]
-            if not values:
-                problems.append(Problem(f"zip[{i}].{key}", "empty list", values, "one or more values"))
-            varied.append((key, f"zip[{i}].{key}"))
-        if group and all(key in NON_SEMANTIC_FIELDS for key in group) and len(next(iter(group.values()))) > 1:
-            problems.append(Problem(f"zip[{i}]", "only varies settings outside a trial's identity", list(group),
-                                    "add a setting that changes the trial"))
-        rows = [_canon(row) for row in zip(*group.values())]
-        if len(set(rows)) < len(rows):
-            problems.append(Problem(f"zip[{i}]", "repeated row of values (would duplicate trials)", group))
-    for (a, label_a), (b, label_b) in itertools.combinations(varied, 2):
-        if a == b or a.startswith(b + ".") or b.startswith(a + "."):
-            problems.append(Problem(label_b, f"varies the same setting as {label_a}", b, "each setting varied once"))
-    for i, entry in enumerate(spec.exclude):
-        if not entry:
-            problems.append(Problem(f"exclude[{i}]", "empty entry (would exclude every trial)", entry))
-        for key in entry:
-            problems += [p for p in [_key_problem(f"exclude[{i}]", key, TrialSpec)] if p]
-    if len(set(spec.seeds)) < len(spec.seeds):
-        problems.append(Problem("seeds", "repeated seed (would duplicate trials)", spec.seeds, "distinct seeds"))
-    return problems
 
 
 def _set(tree: dict[str, Any], path: str, value: Any) -> None:
@@ -203,7 +126,7 @@ def _expand_with_sources(spec: SweepSpec) -> list[tuple[TrialSpec, dict[str, str
             except ValidationError as exc:
                 problems += translate_validation_error(exc, TrialSpec, lambda parts: _source_key(parts, sources))
                 break  # the other seeds fail the same way
-            dumped = trial.model_dump(mode="json")
+            dumped = trial.model_dump(mode="json") if spec.exclude else {}
             hits = [i for i, entry in enumerate(spec.exclude) if _matches(dumped, entry)]
             used.update(hits)
             if not hits:
@@ -223,8 +146,6 @@ def _expand_with_sources(spec: SweepSpec) -> list[tuple[TrialSpec, dict[str, str
 
 
 def _ignored_knobs(spec: SweepSpec, out: list[tuple[TrialSpec, dict[str, str]]]) -> None:
-    from orchestrator.spec.checks import ignored_knob_problems  # checks imports layers.knobs: torch-free
-
     problems = ignored_knob_problems(spec, out)
     if problems and not spec.allow_ignored_knobs:
         raise ConfigError(problems)
@@ -247,7 +168,7 @@ def _check_duplicates(trials: list[tuple[TrialSpec, dict[str, str]]], raw: list[
     for i, (trial, sources) in enumerate(trials):
         j = seen.setdefault(trial.trial_key, i)
         if j != i:
-            differ = {p: (raw[j][p], raw[i][p]) for p in raw[i] if _canon(raw[i][p]) != _canon(raw[j][p])}
+            differ = {p: (raw[j][p], raw[i][p]) for p in raw[i] if canon(raw[i][p]) != canon(raw[j][p])}
             raise ConfigError(Problem(", ".join(sources[p] for p in differ) or "seeds",
                                       f"values that are equal once typed make trials {j} and {i} the same trial",
                                       differ or trial.seed, "values that differ"))
@@ -279,29 +200,3 @@ def _evaluation_trials(spec: SweepSpec) -> list[TrialSpec]:
             raise ConfigError(Problem("evaluate.source_sweep", f"unreadable source trial {tdir.spec_path}: "
                                       f"{type(exc).__name__}: {exc}")) from None
     return trials
-
-
-# -- semantic checks against layers / pipelines / executors ------------------------------------------------
-def check_sweep(spec: SweepSpec, *, external: bool = True) -> None:
-    """Everything a sweep needs to start, checked before anything runs; raises ConfigError listing problems.
-
-    ``external=False`` skips what needs ``layers``, ``pipelines``, the executors or the file system (names,
-    data roots, layer builds, executor kind, the tracking store's folder): see ``orchestrator.spec.checks``.
-    """
-    from orchestrator.spec import checks
-    from orchestrator.tables.figures import figure_problems
-
-    pairs = expand_with_sources(spec)
-    problems = checks.tune_problems(spec) + checks.table_problems(spec, [t for t, _ in pairs[:1]])
-    problems += checks.tracking_problems(spec, external=external)
-    problems += figure_problems(spec.figure, spec.table)
-    if external:
-        from orchestrator.run.executors.base import available_executors
-
-        kinds = available_executors()
-        if spec.executor.kind not in kinds:
-            problems.append(Problem("executor.kind", "unknown executor", spec.executor.kind, ", ".join(kinds)))
-        names = checks.name_problems(pairs)
-        problems += names or checks.root_problems(pairs) + checks.layer_problems(pairs)
-    if problems:
-        raise ConfigError(problems)

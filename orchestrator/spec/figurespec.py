@@ -3,8 +3,8 @@
 Kept apart from ``orchestrator.spec.schema`` (as ``orchestrator.spec.tablespec`` is) so the pictures can grow without
 touching the sweep schema. A figure is a view of the sweep's table: its data are the table's cells (one
 value per seed, the published number where the reference has one), so ``x``, ``series`` and ``panels`` name
-the table's row/column params and ``metric`` one of its metric headers (checked in ``orchestrator.tables.figures``,
-where the table is at hand).
+the table's row/column params and ``metric`` one of its metric headers (``figure_problems``, which
+``convsweep validate`` and ``convsweep figure`` report).
 """
 
 from __future__ import annotations
@@ -13,7 +13,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["FIGURE_FORMATS", "FigureSpec", "ShapesSpec", "TickSpec"]
+from orchestrator.spec.errors import Problem
+from orchestrator.spec.tablespec import TableSpec
+
+__all__ = ["FIGURE_FORMATS", "FigureSpec", "ShapesSpec", "TickSpec", "figure_problems"]
 
 FIGURE_FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
 
@@ -80,3 +83,27 @@ class ShapesSpec(_Frozen):
     images: Annotated[int, Field(ge=1)] = 256
     coc_layer: str | None = None
     filters: Annotated[int, Field(ge=1, le=256)] = 16
+
+
+def figure_problems(figure: FigureSpec | None, table: TableSpec | None) -> list[Problem]:
+    """What is wrong with a ``figure:`` section against its table (a figure draws the table's cells), as the
+    one-line problems ``convsweep validate`` and ``convsweep figure`` report."""
+    if figure is None:
+        return []
+    if table is None:
+        return [Problem("figure", "draws the sweep's table, and the sweep has no table section",
+                        allowed="a table: section beside figure:")]
+    layout = [*table.rows, *table.columns]
+    allowed = ", ".join(layout)
+    problems = [Problem(f"figure.{key}[{i}]", "not a row or column param of the table", p, allowed)
+                for key in ("x", "series", "panels") for i, p in enumerate(getattr(figure, key)) if p not in layout]
+    problems += [Problem(f"figure.ticks[{i}].when", "not a row or column param of the table", p, allowed)
+                 for i, tick in enumerate(figure.ticks) for p in tick.when if p not in layout]
+    headers = [m.header for m in table.metrics]
+    if figure.metric is not None and figure.metric not in headers:
+        problems.append(Problem("figure.metric", "not a metric header of the table", figure.metric,
+                                ", ".join(headers)))
+    if figure.baseline and not table.baseline:
+        problems.append(Problem("figure.baseline", "draws the table's baseline, and the table has none", True,
+                                "false, or set table.baseline"))
+    return problems

@@ -16,8 +16,9 @@ This module owns the boundary between the user's text and the typed schema of ``
   ``table.reference.file`` against the sweep file's folder (the reference CSVs travel with the file).
 - Every problem becomes a ``ConfigError`` whose text is one line:
   ``<file>: <dotted.key>: <problem> (got <value!r>; allowed: <...>)``; several problems are joined by
-  ``; `` on that line. Semantic checks (names known to ``layers``/``pipelines``, data roots, every expanded
-  trial, layer knob combinations) are ``orchestrator.spec.expand.check_sweep``, called by ``load_sweep``.
+  ``; `` on that line (``orchestrator.spec.errors``). Semantic checks (every expanded trial, names known to
+  ``layers``/``pipelines``, data roots, layer knob combinations) are ``orchestrator.spec.checks.sweep_problems``,
+  called by ``load_sweep``.
 """
 
 from __future__ import annotations
@@ -29,176 +30,24 @@ import os
 import re
 import typing
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
+from orchestrator.spec.checks import sweep_problems
+from orchestrator.spec.errors import ConfigError, Problem, translate_validation_error
+from orchestrator.spec.expand import expand_with_sources
 from orchestrator.spec.schema import SweepSpec, TrainBase, TrialSpec
 from orchestrator.spec.schemapath import _child, _dotted_paths, _members, _model_of, dotted_key, schema_annotation
+from orchestrator.spec.trialchecks import layer_problems, name_problems
 
-__all__ = [
-    "ConfigError", "Problem", "apply_override", "dotted_key", "load_sweep", "schema_annotation",
-    "translate_validation_error",
-]
+__all__ = ["apply_override", "load_sweep", "read_yaml", "validate_every_profile"]
 
-
-
-class _Missing:
-    """No value to show (a missing key); pickles as the module's singleton."""
-
-    def __repr__(self) -> str:
-        return "<missing>"
-
-    def __reduce__(self) -> str:
-        return "_MISSING"
-
-
-_MISSING = _Missing()
 # Sections whose keys are themselves dotted trial paths: a profile path ends its walk there.
 _DOTTED_KEY_SECTIONS = {("grid",), ("evaluate", "where"), ("table", "baseline")}
-_MAX_SHOWN = 5
-_UNION_PROBLEM = "not an accepted form"
 _ENV_RE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-@dataclass(frozen=True, eq=False)
-class Problem:
-    """One problem at one key: the parts of a ConfigError line. Equal when their lines are equal."""
-
-    key: str
-    problem: str
-    value: Any = _MISSING
-    allowed: str | None = None
-
-    def text(self) -> str:
-        extras = []
-        if self.value is not _MISSING:
-            shown = repr(self.value)
-            extras.append("got " + (shown if len(shown) <= 120 else shown[:117] + "..."))
-        if self.allowed:
-            extras.append(f"allowed: {self.allowed}")
-        line = f"{self.key or '(top level)'}: {self.problem}" + (f" ({'; '.join(extras)})" if extras else "")
-        return " ".join(line.split())  # one line, whatever the parts held
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Problem) and self.text() == other.text()
-
-    def __hash__(self) -> int:
-        return hash(self.text())
-
-
-class ConfigError(ValueError):
-    """A sweep-file error; ``str()`` is one line naming the file, the dotted key, the value and what is allowed."""
-
-    def __init__(self, problems: Problem | Sequence[Problem], file: str | os.PathLike[str] | None = None) -> None:
-        self.problems: list[Problem] = list(dict.fromkeys([problems] if isinstance(problems, Problem) else problems))
-        self.file = None if file is None else str(file)
-        super().__init__(self._line())
-
-    def _line(self) -> str:
-        shown = "; ".join(p.text() for p in self.problems[:_MAX_SHOWN])
-        if len(self.problems) > _MAX_SHOWN:
-            shown += f"; and {len(self.problems) - _MAX_SHOWN} more"
-        return f"{self.file}: {shown}" if self.file else shown
-
-    def __reduce__(self) -> tuple[Any, ...]:  # crosses process boundaries (Ray, submitit) intact
-        return ConfigError, (self.problems, self.file)
-
-    def with_file(self, file: str | os.PathLike[str]) -> ConfigError:
-        return ConfigError(self.problems, file)
-
-    @property
-    def key(self) -> str:
-        return self.problems[0].key
-
-
-# -- pydantic errors as Problems ----------------------------------------------------------------------------
-def _allowed_for(ann: Any) -> str | None:
-    literals = [v for m in _members(ann) if typing.get_origin(m) is typing.Literal for v in typing.get_args(m)]
-    if literals:
-        return ", ".join(str(v) for v in literals)
-    model = _model_of(ann)
-    return ", ".join(model.model_fields) if model is not None else None
-
-
-def translate_validation_error(
-    exc: ValidationError,
-    root: type[BaseModel] = SweepSpec,
-    key_for: Callable[[list[str | int]], str] | None = None,
-) -> list[Problem]:
-    """Pydantic errors as Problems with clean dotted keys; ``key_for(parts)`` may rename a key (trial -> grid)."""
-    problems: list[Problem] = []
-    seen: set[str] = set()
-    for err in exc.errors(include_url=False):
-        ann: Any = root
-        parent: Any = None
-        parts: list[str | int] = []
-        for el in err["loc"]:
-            found, child = _child(ann, el)
-            if found:
-                parent, ann = ann, child
-                parts.append(el)
-            elif len(_members(ann)) > 1 and isinstance(el, str):
-                continue  # pydantic's tag for one member of a union, not a key
-            else:
-                parent, ann = ann, None
-                parts.append(el)
-        key = key_for(parts) if key_for else dotted_key(parts)
-        if key in seen:  # a union reports once per member: the first says enough
-            continue
-        seen.add(key)
-        problems.append(_problem(err, key, ann, parent))
-    # a union's vague "not an accepted form" gives way to a precise error inside one of its forms
-    return [p for p in problems if not (p.problem == _UNION_PROBLEM and any(
-        q.key.startswith((p.key + "[", p.key + ".")) for q in problems))]
-
-
-def _problem(err: dict[str, Any], key: str, ann: Any, parent: Any) -> Problem:
-    kind, ctx, value = err["type"], err.get("ctx", {}), err.get("input", _MISSING)
-    if kind == "extra_forbidden":
-        name = str(err["loc"][-1])
-        valid = list(_model_of(parent).model_fields) if _model_of(parent) else []
-        close = difflib.get_close_matches(name, valid, n=1)
-        hint = f"unknown key{f', did you mean {close[0]!r}?' if close else ''}"
-        return Problem(key, hint, name, ", ".join(valid))
-    if kind == "missing":
-        return Problem(key, "required key is missing", allowed=_allowed_for(ann))
-    if kind == "literal_error":
-        return Problem(key, "not an allowed value", value, _allowed_for(ann) or ctx.get("expected"))
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return Problem(key, "must be a mapping", value, _allowed_for(ann) and f"keys {_allowed_for(ann)}")
-    bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
-    if kind in bounds:
-        op = bounds[kind]
-        limit = next(iter(ctx.values()))
-        return Problem(key, f"must be {op} {limit}", value, f"{op} {limit}")
-    if kind == "too_short":
-        return Problem(key, f"must have at least {ctx.get('min_length')} item(s)", value)
-    if kind == "string_pattern_mismatch":
-        return Problem(key, "does not match the pattern", value, f"/{ctx.get('pattern')}/")
-    if kind == "value_error":
-        return Problem(key, str(ctx.get("error", err["msg"])))
-    msg = err["msg"]
-    if len(_members(ann)) > 1:  # a union: say every form it accepts, not just the first one pydantic tried
-        return Problem(key, _UNION_PROBLEM, value, " or ".join(_describe(m) for m in _members(ann)))
-    allowed = next((v for k, v in _EXPECTED.items() if kind.startswith(k)), None)
-    return Problem(key, msg[0].lower() + msg[1:], value, allowed)
-
-
-_EXPECTED = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
-             "list": "a list", "tuple": "a list", "dict": "a mapping"}
-
-
-def _describe(ann: Any) -> str:
-    ann = _members(ann)[0]
-    origin, args = typing.get_origin(ann), typing.get_args(ann)
-    if origin is tuple and args and args[-1] is not Ellipsis:
-        return f"a list of {len(args)} ({', '.join(_describe(a) for a in args)})"
-    name = getattr(origin or ann, "__name__", str(ann))
-    return _EXPECTED.get(name, name)
 
 
 # -- environment, profiles, overrides ----------------------------------------------------------------------
@@ -305,7 +154,7 @@ def _resolve_paths(data: dict[str, Any], sweep_file: Path) -> None:
             group["dataset.root"] = [absolute(p) for p in group["dataset.root"]]
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
     from orchestrator.spec.yamlsafe import YamlProblem, load_bounded, read_text
 
     try:
@@ -330,16 +179,20 @@ def load_sweep(
     *,
     check: bool = True,
     trials: bool = True,
+    machine_checks: Callable[[SweepSpec], list[Problem]] | None = None,
 ) -> SweepSpec:
     """Read, expand, override and validate a sweep file; raises ConfigError (one line) on any problem.
 
-    By default the grid is expanded and every trial validated; ``check=False`` skips the checks that need
-    ``layers``, ``pipelines`` and the installed executors (names, data roots, layer knobs, executor kind).
-    ``trials=False`` stops at the schema (implies ``check=False``): for readers of the spec alone, such as
-    ``convsweep table``, which must work where the data is absent and must not pay for 10,000 trials.
+    By default the grid is expanded and every trial validated (``orchestrator.spec.checks.sweep_problems``);
+    ``check=False`` skips the checks that need ``layers``, ``pipelines`` or the file system (names, data
+    roots, layer knobs, the store's folder) and ``machine_checks``. ``trials=False`` stops at the schema
+    (implies ``check=False``): for readers of the spec alone, such as ``convsweep table``, which must work
+    where the data is absent and must not pay for 10,000 trials. ``machine_checks(spec)`` adds problems this
+    package cannot see (executors, the tracking store), reported on the same line:
+    ``orchestrator.run.preflight.load_sweep`` passes them.
     """
     path = Path(path)
-    data = _read_yaml(path)
+    data = read_yaml(path)
     origins: dict[str, str] = {}
     try:
         data = _expand_env(data, [])
@@ -365,14 +218,16 @@ def load_sweep(
         try:
             spec = SweepSpec.model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(translate_validation_error(exc)) from None
+            raise ConfigError(translate_validation_error(exc, SweepSpec)) from None
         # the storage root (given or default) is pinned to this working directory: jobs may start elsewhere
         storage = spec.storage.model_copy(update={"root": os.path.abspath(os.path.expanduser(spec.storage.root))})
         spec = spec.model_copy(update={"storage": storage})
         if trials:
-            from orchestrator.spec.expand import check_sweep  # expand imports this module: import here
-
-            check_sweep(spec, external=check)
+            problems = sweep_problems(spec, external=check)
+            if check and machine_checks is not None:
+                problems += machine_checks(spec)
+            if problems:
+                raise ConfigError(problems)
     except ConfigError as exc:
         raise ConfigError(_with_origins(exc.problems, origins), path) from None
     return spec
@@ -385,3 +240,32 @@ def _with_origins(problems: list[Problem], origins: dict[str, str]) -> list[Prob
         source = next((o for k, o in origins.items() if p.key == k or p.key.startswith((k + ".", k + "["))), None)
         out.append(dataclasses.replace(p, problem=f"{p.problem} [set by {source}]") if source else p)
     return out
+
+
+def validate_every_profile(
+    path: str | os.PathLike[str],
+    overrides: Sequence[str] = (),
+    machine_checks: Callable[[SweepSpec], list[Problem]] | None = None,
+) -> SweepSpec:
+    """Load the file as written, then once per profile; the first failure names its profile. Returns the first.
+
+    ``convsweep validate`` without ``--profile``: a typo in a profile nobody selected today would otherwise
+    surface on the day someone does.
+    """
+    spec = load_sweep(path, None, overrides, machine_checks=machine_checks)
+    profiles = read_yaml(Path(path)).get("profiles") or {}
+    for name, sets in profiles.items():
+        if not sets:
+            continue  # the file as written: checked above
+        try:
+            # everything but data roots and executors, which belong to the machine a profile is run on
+            other = load_sweep(path, str(name), overrides, check=False)
+            pairs = expand_with_sources(other)
+            problems = name_problems(pairs) or layer_problems(pairs)
+            if problems:
+                raise ConfigError(problems, path)
+        except ConfigError as exc:
+            tagged = [p if "[set by profile" in p.problem else dataclasses.replace(p, problem=f"{p.problem} "
+                      f"[profile {name}]") for p in exc.problems]
+            raise ConfigError(tagged, exc.file) from None
+    return spec

@@ -15,8 +15,8 @@ import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from orchestrator.spec.figurespec import FigureSpec
-from orchestrator.spec.load import ConfigError, Problem
+from orchestrator.spec.errors import ConfigError
+from orchestrator.spec.figurespec import FigureSpec, figure_problems
 from orchestrator.spec.tablespec import TableSpec
 from orchestrator.tables.figuredata import Band, FigureData, Panel, Series
 from orchestrator.tables.table import Key, Table, canon
@@ -41,30 +41,6 @@ def _tick(values: Mapping[str, str], spec: FigureSpec, table: Table) -> str:
         if _matches(values, tick.when):
             return re.sub(r"\{([^{}]+)\}", lambda m: values.get(m.group(1), m.group(0)), tick.label)
     return " ".join(t for t in (_label(p, values[p], spec, table) for p in spec.x) if t)
-
-
-def figure_problems(figure: FigureSpec | None, table: TableSpec | None) -> list[Problem]:
-    """What is wrong with a ``figure:`` section against its table (a figure draws the table's cells), as the
-    one-line problems ``convsweep validate`` and ``convsweep figure`` report."""
-    if figure is None:
-        return []
-    if table is None:
-        return [Problem("figure", "draws the sweep's table, and the sweep has no table section",
-                        allowed="a table: section beside figure:")]
-    layout = [*table.rows, *table.columns]
-    allowed = ", ".join(layout)
-    problems = [Problem(f"figure.{key}[{i}]", "not a row or column param of the table", p, allowed)
-                for key in ("x", "series", "panels") for i, p in enumerate(getattr(figure, key)) if p not in layout]
-    problems += [Problem(f"figure.ticks[{i}].when", "not a row or column param of the table", p, allowed)
-                 for i, tick in enumerate(figure.ticks) for p in tick.when if p not in layout]
-    headers = [m.header for m in table.metrics]
-    if figure.metric is not None and figure.metric not in headers:
-        problems.append(Problem("figure.metric", "not a metric header of the table", figure.metric,
-                                ", ".join(headers)))
-    if figure.baseline and not table.baseline:
-        problems.append(Problem("figure.baseline", "draws the table's baseline, and the table has none", True,
-                                "false, or set table.baseline"))
-    return problems
 
 
 def _resolved(spec: FigureSpec, table: TableSpec) -> FigureSpec:

@@ -8,14 +8,16 @@ torchvision's ``split_normalization_params`` does, never by parameter name (ffcv
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import nn
 
+from orchestrator.spec.names import OPTIMIZERS
 from orchestrator.spec.schema import OptimizerSpec
 
-__all__ = ["NORM_TYPES", "OPTIMIZERS", "build_optimizer", "split_normalization_params"]
-
-OPTIMIZERS = ("sgd", "adam", "adamw")
+__all__ = ["BUILDERS", "NORM_TYPES", "build_optimizer", "split_normalization_params"]
 
 NORM_TYPES: tuple[type[nn.Module], ...] = (
     nn.modules.batchnorm._NormBase,
@@ -42,7 +44,7 @@ def split_normalization_params(model: nn.Module) -> tuple[list[nn.Parameter], li
 
 def build_optimizer(model: nn.Module, spec: OptimizerSpec) -> torch.optim.Optimizer:
     """Build the optimiser named by ``spec.name`` over ``model``'s trainable parameters."""
-    if spec.name not in OPTIMIZERS:
+    if spec.name not in BUILDERS:
         raise ValueError(f"optimizer.name: unknown optimiser {spec.name!r}; allowed: {', '.join(OPTIMIZERS)}")
     if spec.no_bn_weight_decay:
         norm, other = split_normalization_params(model)
@@ -51,8 +53,12 @@ def build_optimizer(model: nn.Module, spec: OptimizerSpec) -> torch.optim.Optimi
             groups.append({"params": norm, "weight_decay": 0.0})
     else:
         groups = [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": spec.weight_decay}]
-    if spec.name == "sgd":
-        return torch.optim.SGD(groups, lr=spec.lr, momentum=spec.momentum, nesterov=spec.nesterov)
-    if spec.name == "adam":
-        return torch.optim.Adam(groups, lr=spec.lr)
-    return torch.optim.AdamW(groups, lr=spec.lr)
+    return BUILDERS[spec.name](groups, spec)
+
+
+# One builder per name of ``orchestrator.spec.names.OPTIMIZERS`` (a test holds them to the same set).
+BUILDERS: dict[str, Callable[[list[dict[str, Any]], OptimizerSpec], torch.optim.Optimizer]] = {
+    "sgd": lambda groups, spec: torch.optim.SGD(groups, lr=spec.lr, momentum=spec.momentum, nesterov=spec.nesterov),
+    "adam": lambda groups, spec: torch.optim.Adam(groups, lr=spec.lr),
+    "adamw": lambda groups, spec: torch.optim.AdamW(groups, lr=spec.lr),
+}

@@ -39,49 +39,68 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
+from orchestrator.spec.names import SCHEDULES
 from orchestrator.spec.schema import ScheduleSpec
 
-__all__ = ["SCHEDULES", "PlateauLR", "build_scheduler", "lr_multiplier"]
+__all__ = ["SHAPES", "PlateauLR", "build_scheduler", "lr_multiplier"]
 
-SCHEDULES = ("constant", "step", "multistep", "exponential", "poly", "onecycle", "cosine", "plateau")
+
+@dataclass(frozen=True)
+class _Run:
+    """What a schedule's shape reads besides the step: the spec and the run's length."""
+
+    spec: ScheduleSpec
+    epochs: int
+    steps_per_epoch: int
+    end: float  # end_lr / lr
+
+    @property
+    def total(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+
+def _onecycle(run: _Run, step: int) -> float:
+    half = run.total / 2
+    distance = abs(min(step, run.total) - half) / half  # 0 at the peak, 1 at both ends
+    return 1.0 - (1.0 - run.end) * distance
+
+
+def _cosine(run: _Run, step: int) -> float:
+    epoch = min(step // run.steps_per_epoch, run.epochs)
+    return run.end + (1.0 - run.end) * (1.0 + math.cos(math.pi * epoch / run.epochs)) / 2
+
+
+# One shape per name of ``orchestrator.spec.names.SCHEDULES`` (a test holds them to the same set): step ->
+# multiplier before warm-up. Per-epoch shapes read ``step // steps_per_epoch``.
+SHAPES: dict[str, Callable[[_Run, int], float]] = {
+    "constant": lambda run, step: 1.0,
+    "step": lambda run, step: run.spec.gamma ** (step // run.steps_per_epoch // run.spec.step_size),
+    "multistep": lambda run, step: run.spec.gamma ** bisect.bisect_right(sorted(run.spec.milestones),
+                                                                        step // run.steps_per_epoch),
+    "exponential": lambda run, step: run.spec.gamma ** (step // run.steps_per_epoch),
+    "poly": lambda run, step: run.end + (1.0 - run.end) * (1.0 - min(step, run.total) / run.total) ** run.spec.power,
+    "onecycle": _onecycle,
+    "cosine": _cosine,
+    "plateau": lambda run, step: 1.0,  # PlateauLR multiplies by its data-driven factor
+}
 
 
 def lr_multiplier(spec: ScheduleSpec, base_lr: float, epochs: int, steps_per_epoch: int) -> Callable[[int], float]:
     """Return ``f(step) -> multiplier of base_lr`` for optimiser step ``step`` (0-based, counted over the run)."""
-    if spec.name not in SCHEDULES:
+    if spec.name not in SHAPES:
         raise ValueError(f"schedule.name: unknown schedule {spec.name!r}; allowed: {', '.join(SCHEDULES)}")
     if epochs < 1 or steps_per_epoch < 1:
         raise ValueError(f"epochs and steps_per_epoch must be >= 1 (got {epochs}, {steps_per_epoch})")
-    total = epochs * steps_per_epoch
-    end = spec.end_lr / base_lr
+    run = _Run(spec, epochs, steps_per_epoch, spec.end_lr / base_lr)
+    shape = SHAPES[spec.name]
     warmup_steps = spec.warmup_epochs * steps_per_epoch or spec.warmup_iters
-    milestones = sorted(spec.milestones)
-
-    def main(step: int) -> float:
-        epoch = step // steps_per_epoch
-        if spec.name in ("constant", "plateau"):  # plateau: PlateauLR multiplies by its data-driven factor
-            return 1.0
-        if spec.name == "step":
-            return spec.gamma ** (epoch // spec.step_size)
-        if spec.name == "multistep":
-            return spec.gamma ** bisect.bisect_right(milestones, epoch)
-        if spec.name == "exponential":
-            return spec.gamma**epoch
-        if spec.name == "poly":
-            progress = min(step, total) / total
-            return end + (1.0 - end) * (1.0 - progress) ** spec.power
-        if spec.name == "onecycle":
-            half = total / 2
-            distance = abs(min(step, total) - half) / half  # 0 at the peak, 1 at both ends
-            return 1.0 - (1.0 - end) * distance
-        # cosine, per epoch
-        return end + (1.0 - end) * (1.0 + math.cos(math.pi * min(epoch, epochs) / epochs)) / 2
 
     def multiplier(step: int) -> float:
-        factor = main(step)
+        factor = shape(run, step)
         if step < warmup_steps:
             factor *= spec.warmup_ratio if spec.warmup == "constant" else (step + 1) / warmup_steps
         return factor

@@ -27,7 +27,7 @@ _PROBE = ("import sys; from orchestrator.cli import main; code = main(sys.argv[1
 
 def data_roots(base: Path) -> dict[str, str]:
     """Empty files in each dataset's layout, keyed by the environment variable the paper profiles read."""
-    from pipelines.arrays import CIFAR_FILES, IDX_FILES
+    from pipelines.readers.arrays import CIFAR_FILES, IDX_FILES
 
     def touch(path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

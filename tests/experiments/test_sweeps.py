@@ -21,7 +21,7 @@ import pytest
 
 from orchestrator.cli import main
 from orchestrator.spec.expand import expand
-from orchestrator.spec.load import load_sweep
+from orchestrator.run.preflight import load_sweep  # the file checks and the machine checks: all a sweep needs
 from orchestrator.tables.build import expected_layout
 from orchestrator.tables.pivot import build_table
 from orchestrator.tables.render import render

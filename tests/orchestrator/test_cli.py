@@ -211,12 +211,12 @@ def test_an_unexpected_error_is_one_line_naming_a_log_and_exit_3(
 ) -> None:
     """A bug (here: the plan renderer raising a KeyError) is not a traceback on the terminal: one line, exit 3,
     and the traceback in the file it names."""
-    import orchestrator.spec.plan
+    import orchestrator.run.plan
 
     def broken(*args: object) -> str:
         raise KeyError("resources")
 
-    monkeypatch.setattr(orchestrator.spec.plan, "render_plan", broken)
+    monkeypatch.setattr(orchestrator.run.plan, "render_plan", broken)
     assert main(["plan", str(QUICKSTART)]) == 3
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("convsweep: ") and "unexpected KeyError in `convsweep plan`: " \

@@ -14,7 +14,9 @@ import pytest
 
 from orchestrator.spec.schema import SweepSpec
 from orchestrator.spec.expand import expand
-from orchestrator.spec.load import ConfigError, Problem, apply_override, load_sweep
+from orchestrator.run import preflight
+from orchestrator.spec.errors import ConfigError, Problem
+from orchestrator.spec.load import apply_override, load_sweep
 
 BASE = """\
 name: demo
@@ -224,8 +226,9 @@ def test_malformed_sweep_file(path, monkeypatch):
     monkeypatch.delenv("CONVSWEEP_CATALOGUE_UNSET", raising=False)
     directives = _directives(path)
     assert set(directives) <= {"expect", "key", "profile", "set"} and "expect" in directives and "key" in directives
-    with pytest.raises(ConfigError) as info:
-        load_sweep(path, profile=(directives.get("profile") or [None])[0], overrides=directives.get("set", ()))
+    with pytest.raises(ConfigError) as info:  # with the machine's checks too (executor kind): the whole catalogue
+        preflight.load_sweep(path, profile=(directives.get("profile") or [None])[0],
+                             overrides=directives.get("set", ()))
     text = str(info.value)
     assert "\n" not in text
     assert text.startswith(f"{path}: ")

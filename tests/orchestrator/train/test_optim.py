@@ -50,3 +50,13 @@ def test_single_group_by_default_with_sgd_knobs() -> None:
     assert len(opt.param_groups) == 1
     group = opt.param_groups[0]
     assert (group["momentum"], group["nesterov"], group["weight_decay"]) == (0.9, True, 1e-4)
+
+
+def test_builders_cover_exactly_the_registered_optimisers():
+    from orchestrator.spec.names import OPTIMIZERS
+    from orchestrator.spec.sections import OptimizerName
+    from orchestrator.train.optim import BUILDERS
+
+    assert list(BUILDERS) == list(OPTIMIZERS) == list(OptimizerName.__args__)
+    for name in OPTIMIZERS:  # each builds a torch optimiser over the net
+        assert isinstance(build_optimizer(small_net(), OptimizerSpec(name=name)), torch.optim.Optimizer)

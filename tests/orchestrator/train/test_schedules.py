@@ -224,3 +224,13 @@ def test_warmup_epochs_and_iters_are_exclusive() -> None:
         ScheduleSpec(warmup_epochs=1, warmup_iters=10)
     with pytest.raises(ValueError):
         ScheduleSpec(warmup="constant", warmup_ratio=0.0)
+
+
+def test_shapes_cover_exactly_the_registered_schedules():
+    from orchestrator.spec.names import SCHEDULES
+    from orchestrator.spec.sections import ScheduleName
+    from orchestrator.train.schedules import SHAPES
+
+    assert list(SHAPES) == list(SCHEDULES) == list(ScheduleName.__args__)
+    for name in SCHEDULES:
+        assert 0.0 < lr_multiplier(ScheduleSpec(name=name, end_lr=0.001), 0.1, 4, 3)(5) <= 1.0

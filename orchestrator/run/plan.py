@@ -1,6 +1,6 @@
 """What a sweep will run, before it runs: one row per trial (key, the knobs that vary, seed) and the cost.
 
-The cost is an estimate in GPU-hours (``orchestrator.spec.cost``): the user's ``resources.hours_per_epoch`` x
+The cost is an estimate in GPU-hours (``orchestrator.run.cost``): the user's ``resources.hours_per_epoch`` x
 epochs x GPUs held when set; else a calibration (`convsweep calibrate FILE`) of seconds per image on the
 node that ran it; else the model's FLOPs over the epochs' images at an assumed share of the peak of
 ``resources.gpu_type``. Without any of them the estimate is reported as unknown rather than guessed. A
@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.spec.schema import SweepSpec, TrialSpec
-from orchestrator.spec.cost import load_calibration, trial_cost
+from orchestrator.run.cost import calibration_key, load_calibration, load_counts, save_counts, trial_cost
 from orchestrator.spec.expand import expand
 from orchestrator.dirs.trialdir import TrialDir
 
@@ -39,7 +39,7 @@ class PlanRow:
     gpus: int  # GPUs the trial's job holds
     gpu_hours: float | None  # None: no estimate (no hours_per_epoch, calibration or gpu_type)
     trial_hours: float | None = None  # the trial's wall-clock hours, when estimated
-    cost_source: str = ""  # which estimate (orchestrator.spec.cost.TrialCost.source)
+    cost_source: str = ""  # which estimate (orchestrator.run.cost.TrialCost.source)
     reused_from: str | None = None  # finished in this other sweep of the store: not trained again, costs nothing
 
 
@@ -96,6 +96,11 @@ def plan(sweep: SweepSpec, trials: list[TrialSpec] | None = None, reused: dict[s
     varying = tuple(k for k in keys if len({flat.get(k) for flat in flats}) > 1)
     rows = []
     calibration = load_calibration(sweep.storage.root)
+    # the FLOP estimate's counts: read from the storage root, the new ones written back (``run.cost``)
+    counted = {(t.model, t.dataset.name, t.layer, t.recipe.amp): t for t in trials
+               if t.resources.gpu_type and t.resources.hours_per_epoch is None}
+    if counted:
+        load_counts(sweep.storage.root)
     for trial, flat in zip(trials, flats):
         res = trial.resources
         gpus = res.nodes * res.gpus_per_node
@@ -110,6 +115,8 @@ def plan(sweep: SweepSpec, trials: list[TrialSpec] | None = None, reused: dict[s
                             gpu_hours=None if cost is None else (cost.device_hours if gpus else 0.0),
                             trial_hours=0.0 if source is not None else wall,
                             cost_source="" if cost is None else cost.source, reused_from=source))
+    if counted:
+        save_counts(sweep.storage.root, [calibration_key(t) for t in counted.values()])
     known = all(r.gpu_hours is not None or r.reused_from is not None for r in rows)
     trial_hours = sum(r.trial_hours or 0.0 for r in rows) if known else None
     return Plan(sweep=sweep.name, rows=tuple(rows), varying=varying,

@@ -1,13 +1,13 @@
 """What a trial costs before it runs: device-hours from the model's FLOPs, or from a calibration.
 
 Three sources, the first that applies wins:
-1. ``resources.hours_per_epoch``: the user's own figure (``orchestrator.spec.plan`` uses it as given);
+1. ``resources.hours_per_epoch``: the user's own figure (``orchestrator.run.plan`` uses it as given);
 2. a calibration (``convsweep calibrate FILE``): seconds per training image of the trial's (model, method,
    knobs, input size, AMP), timed on the node where it ran and stored in ``<storage root>/calibration.json``;
 3. the FLOP model: multiply-adds of one forward pass (``layers.count_params_flops`` on the ``meta`` device,
    so nothing is computed), x 2 FLOPs each, x 3 for a training step (forward + backward), over the epoch's
    training images, plus one forward pass over the validation images, divided by the device's peak
-   throughput (``DEVICES``: fp32/TF32 or AMP fp16/bf16 tensor-core peaks) times ``UTILISATION``, an assumed
+   throughput (``orchestrator.spec.names.DEVICES``: fp32/TF32 or AMP fp16/bf16 tensor-core peaks) times ``UTILISATION``, an assumed
    share of peak that whole training runs reach (ResNet-50 on an A100 with AMP trains at about 2,470 img/s,
    NVIDIA's published figure: 24.6 GFLOPs per image x 2,470 = 61 TFLOP/s, 19.5 % of the 312 peak).
 Device-hours assume perfect scaling: a trial on 8 GPUs costs the same device-hours as on one. The FLOP model
@@ -17,28 +17,22 @@ not arithmetic): calibrate those.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import json
+import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEVICES", "UTILISATION", "Device", "TrialCost", "calibrate", "calibration_key", "load_calibration",
-           "trial_cost"]
+from orchestrator.spec.names import DEVICES, Device
+
+__all__ = ["DEVICES", "UTILISATION", "Device", "TrialCost", "calibrate", "calibration_key", "code_version",
+           "forward_macs", "load_calibration", "load_counts", "save_counts", "trial_cost"]
 
 
-@dataclass(frozen=True)
-class Device:
-    fp32_tflops: float  # dense fp32 (TF32 tensor cores where the device has them: what torch uses by default)
-    amp_tflops: float  # dense fp16/bf16 tensor cores
-
-
-DEVICES = {
-    "V100": Device(fp32_tflops=15.7, amp_tflops=125.0),
-    "A100": Device(fp32_tflops=156.0, amp_tflops=312.0),
-    "H100": Device(fp32_tflops=494.7, amp_tflops=989.4),
-    "L40S": Device(fp32_tflops=183.0, amp_tflops=362.1),
-}
 UTILISATION = 0.2
 CALIBRATION_FILE = "calibration.json"
 
@@ -58,24 +52,89 @@ def calibration_key(trial: Any) -> str:
                        "input": [info.in_channels, *info.image_shape], "amp": trial.recipe.amp}, sort_keys=True)
 
 
-_FLOPS: dict[str, int] = {}
+_FLOPS: dict[str, int] = {}  # calibration key -> forward multiply-adds, for this process
+FLOPS_FILE = "flops.json"  # the counts, under the storage root, for the code version that counted them
 
 
 def forward_macs(trial: Any) -> int:
-    """Multiply-adds of one image's forward pass, counted on the meta device (cached per calibration key)."""
+    """Multiply-adds of one image's forward pass, counted on the meta device (cached per calibration key;
+    ``load_counts``/``save_counts`` keep them across processes)."""
     key = calibration_key(trial)
     if key not in _FLOPS:
-        import torch
-
         import layers
         import pipelines
 
         info = pipelines.dataset_info(trial.dataset.name)
-        with torch.device("meta"):
-            model = layers.build_model(trial.model, info.num_classes, trial.layer.method,
-                                       in_channels=info.in_channels, **trial.layer.build_knobs())
+        model = _meta_model(trial, info)
         _FLOPS[key] = layers.count_params_flops(model, (1, info.in_channels, *info.image_shape))[1]
     return _FLOPS[key]
+
+
+def _meta_model(trial: Any, info: Any) -> Any:
+    """The trial's model on the meta device, its weights' initialisation skipped (their values are never read:
+    initialising on meta cost about 0.2 s a model, a third of planning a sweep)."""
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    import layers
+
+    skipped = {torch.Tensor.normal_, torch.Tensor.uniform_, torch.Tensor.fill_, torch.Tensor.zero_,
+               torch.Tensor.erfinv_, torch.Tensor.clamp_}
+
+    class SkipInit(TorchFunctionMode):
+        def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            if func in skipped and args and args[0].is_meta:
+                return args[0]
+            return func(*args, **(kwargs or {}))
+
+    with torch.device("meta"), SkipInit():
+        return layers.build_model(trial.model, info.num_classes, trial.layer.method, in_channels=info.in_channels,
+                                  **trial.layer.build_knobs())
+
+
+def code_version() -> str:
+    """What a count depends on besides the trial's settings: the source of ``layers`` and torch's version."""
+    import layers
+
+    digest = hashlib.sha256(importlib.metadata.version("torch").encode())
+    root = Path(layers.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _saved_counts(storage_root: str | Path) -> dict[str, int]:
+    try:
+        data = json.loads((Path(storage_root) / FLOPS_FILE).read_text(encoding="utf-8"))
+        if data.get("code") == code_version():
+            return {str(k): int(v) for k, v in data["macs"].items()}
+    except (OSError, ValueError, TypeError, AttributeError, KeyError):
+        pass  # no counts yet, or a damaged file: counted again and rewritten
+    return {}
+
+
+def load_counts(storage_root: str | Path) -> None:
+    """Take the counts saved under ``storage_root`` by the same code version: a plan then builds no model and
+    imports no torch (importing it and counting nine CIFAR models took 5 s of a 10,000-trial plan)."""
+    _FLOPS.update(_saved_counts(storage_root))
+
+
+def save_counts(storage_root: str | Path, keys: Iterable[str]) -> None:
+    """Add the counts of ``keys`` (calibration keys this process counted) to those under ``storage_root``
+    (atomically; a root nobody may write is left alone)."""
+    saved = _saved_counts(storage_root)
+    new = {k: _FLOPS[k] for k in keys if k in _FLOPS and k not in saved}
+    if not new:
+        return
+    path = Path(storage_root) / FLOPS_FILE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"code": code_version(), "macs": {**saved, **new}}, indent=1, sort_keys=True) + "\n",
+                       encoding="utf-8")
+        tmp.replace(path)
+    except OSError:
+        pass  # the counts are a cache: the next plan counts again
 
 
 def _images(trial: Any) -> tuple[int, int]:

@@ -7,7 +7,7 @@ from rich.console import Console
 
 from orchestrator.spec.schema import SweepSpec
 from orchestrator.spec.expand import expand
-from orchestrator.spec.plan import Plan, plan, render_plan
+from orchestrator.run.plan import Plan, plan, render_plan
 from orchestrator.spec.load import load_sweep
 
 
@@ -73,7 +73,7 @@ def test_render_plan_table():
 def test_a_long_plan_is_plain_aligned_text_with_every_trial():
     """Past RICH_TABLE_MAX_ROWS rows the plan is laid out without rich's per-cell measuring (10,000 rows took
     ~25 s to print): the same columns, one line per trial, the summary last."""
-    from orchestrator.spec.plan import RICH_TABLE_MAX_ROWS
+    from orchestrator.run.plan import RICH_TABLE_MAX_ROWS
 
     spec = sweep(seeds=list(range(RICH_TABLE_MAX_ROWS // 4 + 1)))
     p = plan(spec)
@@ -119,11 +119,11 @@ def test_evaluation_sweep_says_its_source_has_not_run_yet(tmp_path, capsys):
     assert plan(spec).summary().startswith("0 trials: none of the 1 finished runs of the source sweep 'table2'")
 
 
-def test_flop_estimate_of_resnet50_on_a100_is_within_2x_of_nvidias_throughput():
+def test_flop_estimate_of_resnet50_on_a100_is_within_2x_of_nvidias_throughput(tmp_path):
     """ResNet-50 at 224, A100 with AMP, 90 epochs of ImageNet: NVIDIA's published 2,470 img/s per A100 gives
     90 x 1,281,167 / 2,470 / 3,600 = 13.0 A100-hours; the FLOP model must land within a factor of 2."""
     spec = SweepSpec.model_validate({
-        "name": "r50", "base": {"model": "resnet50", "dataset": {"name": "imagenet"},
+        "name": "r50", "storage": {"root": str(tmp_path)}, "base": {"model": "resnet50", "dataset": {"name": "imagenet"},
                                 "recipe": {"epochs": 90, "amp": True}},
         "resources": {"nodes": 1, "gpus_per_node": 8, "gpu_type": "A100"}})
     p = plan(spec)
@@ -144,7 +144,7 @@ def test_calibration_on_this_node_is_preferred(tmp_path, capsys):
     import yaml
 
     from orchestrator.cli import main
-    from orchestrator.spec.cost import CALIBRATION_FILE, calibration_key
+    from orchestrator.run.cost import CALIBRATION_FILE, calibration_key
 
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump({
@@ -168,3 +168,52 @@ def test_gpu_type_does_not_change_a_trials_key():
     """gpu_type only prices the plan: trials recorded before it was set keep their keys."""
     keys = [t.trial_key for t in expand(sweep(resources={"gpus_per_node": 1}))]
     assert [t.trial_key for t in expand(sweep(resources={"gpus_per_node": 1, "gpu_type": "H100"}))] == keys
+
+
+def test_the_plan_hashes_each_trial_key_once(monkeypatch):
+    """A trial's key (a sha256 of its semantic fields) is computed once per trial, however many steps ask for
+    it: planning 10,000 trials hashed each four times (expansion, duplicate check, flat_params, the row)."""
+    import orchestrator.spec.expand
+    import orchestrator.spec.schema as schema
+
+    calls = []
+    real = schema.hashlib.sha256
+    monkeypatch.setattr(schema.hashlib, "sha256", lambda data=b"": calls.append(1) or real(data))
+    monkeypatch.setattr(orchestrator.spec.expand, "_EXPANDED", {})
+    spec = sweep(grid={"layer.method": ["stdconv", "gmconv"]}, seeds=[0, 1, 2])
+    p = plan(spec)
+    assert p.n_trials == 6 and len({r.trial_key for r in p.rows}) == 6
+    assert len(calls) == 6
+    trial = expand(spec)[0]
+    assert trial.model_copy(update={"seed": 9}).trial_key != trial.trial_key  # a copy's key is its own
+
+
+def test_flop_counts_are_kept_under_the_storage_root_for_the_next_plan(tmp_path):
+    """The first plan with a gpu_type builds each distinct model on the meta device to count its FLOPs (torch
+    imported: seconds); it keeps the counts under the storage root, keyed by the code version, so the next
+    plan of the sweep imports no torch and prices it the same."""
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+
+    from orchestrator.run.cost import FLOPS_FILE, code_version
+
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "flops", "storage": {"root": str(tmp_path / "runs")},
+        "base": {"model": "resnet20", "dataset": {"name": "cifar10", "backend": "synthetic"}},
+        "grid": {"layer.method": ["stdconv", "gmconv"]}, "seeds": [0, 1],
+        "resources": {"gpu_type": "A100", "gpus_per_node": 1}}))
+    first = plan(load_sweep(path))
+    saved = json.loads((tmp_path / "runs" / FLOPS_FILE).read_text())
+    assert saved["code"] == code_version() and len(saved["macs"]) == 2
+    code = ("import sys; from orchestrator.run.plan import plan; from orchestrator.spec.load import load_sweep; "
+            f"p = plan(load_sweep({str(path)!r})); print(p.gpu_hours); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == [repr(first.gpu_hours), "False"]
+    saved["code"] = "another version"  # counts of other code are not trusted: counted again
+    (tmp_path / "runs" / FLOPS_FILE).write_text(json.dumps(saved))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == [repr(first.gpu_hours), "True"]
