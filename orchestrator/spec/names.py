@@ -10,7 +10,6 @@ and loader backends from ``pipelines``. Plain Python: no torch.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 __all__ = [
@@ -56,21 +55,19 @@ DEVICES: dict[str, Device] = {
 
 
 def layer_methods() -> dict[str, str]:
-    """The conv variants ``layer.method`` may name, each with the knobs it reads (``layers.knobs``)."""
-    from layers.knobs import METHOD_KNOBS, METHODS
+    """The conv variants ``layer.method`` may name, each with what it is and the knobs it reads (``layers.knobs``;
+    ``layers.method_help()`` describes each knob)."""
+    from layers.knobs import METHOD_REGISTRY
 
-    return {m: "knobs: " + ", ".join(METHOD_KNOBS[m]) for m in METHODS}
+    return {name: f"{m.help}; knobs: {', '.join(m.knobs)}" for name, m in METHOD_REGISTRY.items()}
 
 
 def model_names() -> tuple[str, ...]:
-    """Every model ``layers.build_model`` can build now: the catalogued ones, and the ones registered at run
-    time (only possible once ``layers.models.registry``, which imports torch, is loaded: then it is asked)."""
-    registry = sys.modules.get("layers.models.registry")
-    if registry is not None:
-        return tuple(registry.model_names())
-    from layers.catalogue import MODEL_NAMES
+    """Every model ``layers.build_model`` can build now, read at call time from ``layers.catalogue`` (which a
+    model registered at run time joins), so it holds the built-ins and any registered since."""
+    from layers.catalogue import model_names as declared
 
-    return MODEL_NAMES
+    return declared()
 
 
 def datasets() -> dict[str, str]:

@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from layers.knobs import COC_INITS, COC_PADS, SIGMA_PATTERNS
+from layers.catalogue import PADDINGS, SHORTCUTS
 from orchestrator.spec import names
 from orchestrator.spec.figurespec import ShapesSpec
 
@@ -62,7 +64,7 @@ class LayerSpec(_Frozen):
     method: LayerMethod = "stdconv"
     # GMConv
     sigma_init: PositiveFloat = 5.0
-    sigma_pattern: Literal["sigma", "sigma1_sigma2", "sigma1_rsigma"] = "sigma1_rsigma"
+    sigma_pattern: Literal[SIGMA_PATTERNS] = "sigma1_rsigma"  # type: ignore[valid-type]
     # CoC
     sa: PositiveInt = 2
     skp: Annotated[int, Field(ge=0)] = 2
@@ -73,7 +75,7 @@ class LayerSpec(_Frozen):
     # weight-standardised (the released code's c1x1_ws)
     c1x1: bool | Literal["ws"] = False
     # kernels padding C_out to a multiple of sa^2: fixed zeros (paper) or trainable (released code)
-    coc_pad: Literal["zeros", "trainable"] = "zeros"
+    coc_pad: Literal[COC_PADS] = "zeros"  # type: ignore[valid-type]
     # weight standardisation and the OCNN regulariser, usable with any method (CoC Table 1)
     stnd: bool = False
     orth: bool = False
@@ -89,12 +91,12 @@ class LayerSpec(_Frozen):
     # Initialisation: PyTorch's defaults, or the authors' released code's (models that have one: the ACONV
     # nets, see layers.models.aconv_nets.released_init_; method coc on any model: the CoC layers' own, see
     # layers.coc)
-    init: Literal["torch", "released"] = "torch"
+    init: Literal[COC_INITS] = "torch"  # type: ignore[valid-type]
     # The ACONV nets' padding: "tf_same" pads as the authors' Keras padding='same' (asymmetric on strided
     # convs over even sides); and aconv_resnet's shortcut where the shape changes: a 1x1 projection, or the
     # released resnet_s.py's subsampled input concatenated with itself (see layers.models.aconv_nets).
-    padding: Literal["symmetric", "tf_same"] = "symmetric"
-    shortcut: Literal["projection", "released"] = "projection"
+    padding: Literal[PADDINGS] = "symmetric"  # type: ignore[valid-type]
+    shortcut: Literal[SHORTCUTS] = "projection"  # type: ignore[valid-type]
 
     def build_knobs(self) -> dict[str, Any]:
         """Keyword arguments for ``layers.build_model`` that apply to this method."""
