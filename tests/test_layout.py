@@ -109,8 +109,7 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
-# What each package of orchestrator may import of orchestrator (besides itself). `cli` sits on top and may
-# import any of them; `run` may import the job's class, which imports torch only when a job runs.
+# What each package of orchestrator may import of orchestrator (besides itself). `cli` sits on top; `run` may import the job's class, which imports torch only when a job runs.
 ALLOWED: dict[str, set[str]] = {
     "dirs": set(),
     "plots": set(),
@@ -119,6 +118,7 @@ ALLOWED: dict[str, set[str]] = {
     "train": {"spec", "dirs", "plots"},
     "run": {"spec", "dirs", "track", "train.job"},
     "tables": {"spec", "dirs", "track", "plots"},
+    "cli": {"spec", "dirs", "track", "train", "run", "tables", "plots"},
 }
 HEAVY = ("torch", "torchvision", "mlflow", "ray", "nvidia", "matplotlib")
 MAX_LINES = 300
@@ -140,7 +140,7 @@ def test_orchestrator_packages_import_only_what_is_below_them() -> None:
         module = _module_name(f)
         package = _orchestrator_package(module)
         if not package:
-            continue  # orchestrator/__init__ and cli
+            continue  # orchestrator/__init__
         for imported in _imports(f):
             if not imported.startswith("orchestrator."):
                 continue

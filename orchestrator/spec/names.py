@@ -105,4 +105,8 @@ def describe() -> str:
         lines.append(f"{key}:")
         width = max(len(n) for n in names)
         lines += [f"  {n.ljust(width)}  {text}".rstrip() for n, text in names.items()]
+    from layers.knobs import method_help
+
+    lines.append("layer knobs, by method (what each knob does, its default and allowed values):")
+    lines += [f"  {line}" for line in method_help().splitlines()]
     return "\n".join(lines)

@@ -303,3 +303,22 @@ def test_each_command_expands_its_sweep_once(command: str, tmp_path: Path, monke
     else:
         assert main([command, str(sweep)]) == 0
     assert len(calls) == 1, command
+
+
+def test_names_lists_every_registered_name_with_its_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from layers.knobs import METHOD_REGISTRY
+    from orchestrator.spec.names import DEVICES, OPTIMIZERS, SCHEDULES
+
+    assert main(["names"]) == 0
+    out = capsys.readouterr().out
+    for registry in (METHOD_REGISTRY, OPTIMIZERS, SCHEDULES, DEVICES):
+        for name in registry:
+            assert f"  {name} " in out, name
+    assert "sigma_pattern: " in out and "(default 'sigma1_rsigma'" in out
+
+
+def test_an_unknown_table_format_is_one_line_listing_the_formats(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["table", str(QUICKSTART), "--format", "docx"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("convsweep: ") and "--format" in err, err
+    assert err.strip().endswith("(got 'docx'; allowed: md, csv, latex, html)"), err

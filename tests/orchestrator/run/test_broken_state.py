@@ -239,7 +239,7 @@ def test_table_footer_counts_the_runs_left_out(recorded: list[TrialDir], capsys:
 
 def test_interrupted_summary_counts_the_trials_never_started(recorded: list[TrialDir],
                                                               capsys: pytest.CaptureFixture[str]) -> None:
-    from orchestrator.cli import _print_result
+    from orchestrator.cli.sweeps import print_result as _print_result
     from orchestrator.run.driver import SweepResult, load_recorded
 
     spec, _ = load_recorded("broken", "runs")
