@@ -9,7 +9,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from orchestrator.cli import prepare, results, sweeps
+import orchestrator.cli.prepare as prepare
+import orchestrator.cli.results as results
+import orchestrator.cli.sweeps as sweeps
 from orchestrator.cli.output import err as _err
 from orchestrator.cli.parser import build_parser
 
