@@ -33,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 import submitit
 from submitit.local import local as submitit_local
 
@@ -49,7 +50,7 @@ _GRACE_SECONDS = 10.0
 
 
 def _group_alive(pgid: int) -> bool:
-    """True when some process of group ``pgid`` still runs a submitit command line.
+    """True when some process of group ``pgid`` still runs a submitit command line (zombies do not count).
 
     The command-line check guards against an unrelated process group that re-used the id after ours ended.
     """
@@ -57,17 +58,13 @@ def _group_alive(pgid: int) -> bool:
         os.killpg(pgid, 0)
     except (ProcessLookupError, PermissionError):
         return False
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for proc in psutil.process_iter():
         try:
-            stat = (entry / "stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if fields[0] == "Z" or int(fields[2]) != pgid:
+            if os.getpgid(proc.pid) != pgid or proc.status() == psutil.STATUS_ZOMBIE:
                 continue
-            if b"submitit" in (entry / "cmdline").read_bytes():
+            if any("submitit" in arg for arg in proc.cmdline()):
                 return True
-        except (OSError, ValueError):
+        except (ProcessLookupError, psutil.Error):  # ended meanwhile
             continue
     return False
 
