@@ -41,7 +41,7 @@ import submitit
 from submitit.core.utils import FailedJobError
 
 from orchestrator.spec.schema import ExecutorSpec, ResourcesSpec
-from orchestrator.run.executors.base import JobState
+from orchestrator.run.executors.base import ExecutorBase, JobState
 from slurm.params import PREEMPT_SIGNAL, sbatch_options, slurm_parameters
 from slurm.queries import JobInfo, SlurmQueryError, query_job
 from slurm.watcher import SlurmWatcher, watcher_for
@@ -232,7 +232,7 @@ def _sbatch_error(exc: FailedJobError) -> str:
     return _one_line(picked[-1])
 
 
-class SlurmExecutor:
+class SlurmExecutor(ExecutorBase):
     """Submits each trial as one SLURM job through submitit (see the module docstring)."""
 
     kind = "slurm"

@@ -38,7 +38,7 @@ import submitit
 from submitit.local import local as submitit_local
 
 from orchestrator.spec.schema import ExecutorSpec, ResourcesSpec
-from orchestrator.run.executors.base import JobState
+from orchestrator.run.executors.base import ExecutorBase, JobState
 from orchestrator.run.executors.warmstart import WarmServer, task_command
 
 __all__ = ["LocalExecutor", "LocalJobHandle", "DEFAULT_TIMEOUT_MIN"]
@@ -220,8 +220,9 @@ class _SessionLocalExecutor(submitit.LocalExecutor):
         )
 
 
-class LocalExecutor:
-    """Runs each trial as ``world_size`` local processes (one node only)."""
+class LocalExecutor(ExecutorBase):
+    """Runs each trial as ``world_size`` local processes (one node only); no watcher (each handle asks the
+    kernel), and ``cancel_all`` is ``ExecutorBase``'s: every job's group ended at once."""
 
     kind = "local"
 
