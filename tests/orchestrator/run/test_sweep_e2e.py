@@ -160,17 +160,21 @@ def test_always_crashing_trial_ends_failed_with_traceback(
 def test_asha_stops_the_worse_trial_and_ends_its_job(
     tmp_path: Path, ray_cluster: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """ASHA on a metric known in advance (the reported lr): the second trial is below the rung's cutoff."""
+    """ASHA on a metric known in advance (the reported lr): the second trial is below the rung's cutoff.
+
+    The better trial only has to put its epoch 1 on the rung first, so it trains one epoch; the worse one has
+    three, and is stopped after its first."""
     path = _write_sweep(
-        tmp_path / "asha.yaml", "e2e-asha", grid={"recipe.optimizer.lr": [0.1, 0.01]},
+        tmp_path / "asha.yaml", "e2e-asha", grid={},
+        zip=[{"recipe.optimizer.lr": [0.1, 0.01], "recipe.epochs": [1, 3]}],
         base={"model": "resnet20", "dataset": {"name": "digits", "backend": "pytorch", "num_workers": 0},
-              "recipe": {"epochs": 3, "batch_size": 16, "max_steps_per_epoch": 1}},
+              "recipe": {"batch_size": 16, "max_steps_per_epoch": 1}},
         resources={"processes_per_node": 1},
         tune={"max_concurrent_trials": 1, "scheduler": "asha", "metric": "lr", "mode": "max", "grace_period": 1,
               "reduction_factor": 2, "max_failures": 0},
     )  # fmt: skip
     # Each epoch is followed by a pause long enough for Tune (slow on two busy cores) to process epoch 1 of the
-    # worse trial and stop it while its job still runs.
+    # worse trial and stop it while its job still runs (three pauses before its job could end on its own).
     monkeypatch.setenv("CONVSWEEP_FAULT", "sleep:seconds=12")
     result = run_sweep(path, show_progress=False)
     spec = load_sweep(path)
