@@ -72,7 +72,7 @@ def status_rows(name: str, root: str = "runs") -> list[StatusRow]:
     spec, _ = load_recorded(name, root)
     trials = expand(spec)
     checked = audit(spec, trials, _finished_in_mlflow(spec))
-    folder, executor = SweepDir.of(spec), executor_of(spec)
+    folder = SweepDir.of(spec)
     rows = []
     for trial in trials:
         td = folder.trial(trial.trial_key)
@@ -81,7 +81,7 @@ def status_rows(name: str, root: str = "runs") -> list[StatusRow]:
         note = checked.inconsistent.get(trial.trial_key, "")
         if td.is_done and not note:
             state = "done"
-        elif job_alive(spec, td, executor) is not None:
+        elif job_alive(spec, td) is not None:
             state = "running"
         elif note:
             state = "inconsistent"
@@ -102,14 +102,14 @@ def status_rows(name: str, root: str = "runs") -> list[StatusRow]:
 # -- cancel ------------------------------------------------------------------------------------------------
 def end_jobs(spec: SweepSpec, trials: list[TrialSpec] | None = None) -> int:
     """Cancel every still-running job recorded in the trials' ``job.json`` (all at once); returns how many."""
-    folder, executor = SweepDir.of(spec), executor_of(spec)
+    folder = SweepDir.of(spec)
     handles = []
     for trial in expand(spec) if trials is None else trials:
-        handle = job_alive(spec, folder.trial(trial.trial_key), executor)
+        handle = job_alive(spec, folder.trial(trial.trial_key))
         if handle is not None:
             handles.append(handle)
     if handles:
-        executor.cancel_all(handles)  # SLURM: one scancel for all
+        executor_of(spec).cancel_all(handles)  # SLURM: one scancel for all
         logger.warning("cancelled job(s) %s", ", ".join(h.job_id for h in handles))
     return len(handles)
 

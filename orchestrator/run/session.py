@@ -74,9 +74,9 @@ def _context(spec: SweepSpec) -> TrialContext:
 
 
 def _epochs_on_disk(spec: SweepSpec, trials: list[TrialSpec]) -> dict[str, int]:
-    seen = {}
+    seen, folder = {}, SweepDir.of(spec)
     for t in trials:
-        records = SweepDir.of(spec).trial(t.trial_key).read_metrics()
+        records = folder.trial(t.trial_key).read_metrics()
         if records:
             seen[t.trial_key] = min(int(records[-1]["epoch"]), t.recipe.epochs)
     return seen
@@ -248,10 +248,10 @@ def _end_orphans(spec: SweepSpec, trials: list[TrialSpec], tracker: Tracker) -> 
 
     A proxy cancels its own job when it is stopped, but Ray may kill a trial's actor before that runs.
     """
-    runs, folder, executor = None, SweepDir.of(spec), executor_of(spec)
+    runs, folder = None, SweepDir.of(spec)
     for trial in trials:
         td = folder.trial(trial.trial_key)
-        handle = job_alive(spec, td, executor)
+        handle = job_alive(spec, td)
         if handle is None:
             continue
         if td.is_done:  # finished; its processes are still exiting (slowly on busy nodes): give them time

@@ -55,10 +55,9 @@ def executor_of(spec: SweepSpec) -> Executor:
     return get_executor(spec.executor, SweepDir.of(spec).jobs)
 
 
-def job_alive(spec: SweepSpec, td: TrialDir, executor: Executor | None = None) -> JobHandle | None:
+def job_alive(spec: SweepSpec, td: TrialDir) -> JobHandle | None:
     """The handle of the trial's latest job (``job.json``) while it still runs, else None."""
-    record = td.read_job()
-    return None if record is None else live_job(executor or executor_of(spec), record)
+    return _live(spec, td.read_job())
 
 
 def record_driver_job(spec: SweepSpec, executor: str, job_id: str, log_path: str) -> None:
@@ -72,8 +71,15 @@ def driver_job(spec: SweepSpec) -> JobHandle | None:
     path = SweepDir.of(spec).driver_job
     if not path.exists():
         return None
-    data = read_json_file(path, "delete it once the detached driver job has ended")
-    return live_job(executor_of(spec), data) if isinstance(data, dict) else None
+    return _live(spec, read_json_file(path, "delete it once the detached driver job has ended"))
+
+
+def _live(spec: SweepSpec, record: object) -> JobHandle | None:
+    # the executor is made only for a record of its own kind: `status` of a SLURM sweep that never submitted
+    # works where there is no sbatch
+    if not isinstance(record, dict) or record.get("executor") != spec.executor.kind:
+        return None
+    return live_job(executor_of(spec), record)
 
 
 def driver_pid(spec: SweepSpec) -> int | None:
