@@ -15,8 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
-
 from orchestrator.run.executors.warmserver import FORWARDED_SIGNALS, MAX_MESSAGE, SOCKET_NAME
 
 __all__ = ["cold_command", "run_task"]
@@ -50,6 +48,8 @@ def _connect(server_dir: Path) -> socket.socket | None:
 def _server_starting(server_dir: Path) -> bool:
     # Before it listens the server has written nothing; it is starting as long as a process runs
     # `orchestrator.run.executors.warmstart serve <server_dir>`.
+    import psutil  # only while a server starts: not on every rank's path (~30 ms)
+
     wanted = ["serve", str(server_dir)]
     for proc in psutil.process_iter(["cmdline"]):
         args = proc.info["cmdline"] or []  # None: ended meanwhile, or not ours to read

@@ -40,8 +40,6 @@ import threading
 import time
 from pathlib import Path
 
-import psutil
-
 from orchestrator.run.executors.warmserver import PID_NAME
 
 __all__ = ["WarmServer", "task_command"]
@@ -86,6 +84,8 @@ class WarmServer:
 
 def _remove_stale_dirs() -> None:
     """Directories of this user's servers that were killed before they could clean up (e.g. SIGKILL)."""
+    import psutil  # here, not at the top: every rank's task client imports this module (~30 ms)
+
     for path in Path(tempfile.gettempdir()).glob("convsweep-warm-*"):
         try:
             if path.stat().st_uid != os.getuid():
