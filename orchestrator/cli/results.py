@@ -100,10 +100,10 @@ def cmd_figure(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from orchestrator.tables.report import write_report
-    from orchestrator.run.sweepdir import sweep_dir
+    from orchestrator.run.sweepdir import SweepDir
 
     spec, source = load_any(args.sweep, args.root, args.profile, args.overrides)
-    out = args.out or sweep_dir(spec) / "report.html"
+    out = args.out or SweepDir.of(spec).report
     try:
         path, run_id = write_report(spec, out, sweep_dir=Path(source).parent if source else None,
                                     tracking_uri=args.tracking_uri, ui_url=args.mlflow_ui, log=not args.no_log)

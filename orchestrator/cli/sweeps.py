@@ -19,10 +19,12 @@ __all__ = ["cmd_cancel", "cmd_logs", "cmd_resume", "cmd_status", "cmd_sweep", "p
 def _detach(args: argparse.Namespace) -> int:
     """Submit the driver itself as a small CPU job of the sweep's executor (SLURM), recorded in driver.json."""
     from orchestrator.run.executors.base import get_executor
-    from orchestrator.run.driver import _record, driver_job, prepare_sweep, record_driver_job, sweep_dir
+    from orchestrator.run.driver import _record, prepare_sweep
+    from orchestrator.run.state import driver_job, record_driver_job
+    from orchestrator.run.sweepdir import SweepDir
 
     spec = prepare_sweep(args.file, args.profile, args.overrides, args.executor)
-    executor = get_executor(spec.executor, sweep_dir(spec) / "jobs")
+    executor = get_executor(spec.executor, SweepDir.of(spec).jobs)
     submit_driver = getattr(executor, "submit_driver", None)
     if submit_driver is None:
         raise ValueError(f"--detach: executor {spec.executor.kind} cannot run the driver as a job (got executor "
@@ -38,7 +40,7 @@ def _detach(args: argparse.Namespace) -> int:
     argv += [f"--set={o}" for o in args.overrides] + ["--executor", spec.executor.kind]
     argv += ["--no-reuse"] if args.no_reuse else []
     # the log lives under the executor's folder: that is where `attach` accepts a job as this sweep's
-    log_path = sweep_dir(spec) / "jobs" / "driver.log"
+    log_path = SweepDir.of(spec).driver_log
     handle = submit_driver(argv, name=f"{spec.name}-driver", log_path=log_path)
     record_driver_job(spec, spec.executor.kind, handle.job_id, str(handle.log_path))
     _out.print(f"sweep {spec.name}: driver submitted as job {handle.job_id}; log: {handle.log_path}\n"
@@ -97,7 +99,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from orchestrator.run.driver import driver_job, load_recorded, status_rows
+    from orchestrator.run.control import status_rows
+    from orchestrator.run.state import driver_job
+    from orchestrator.run.sweepdir import load_recorded
 
     rows = status_rows(args.sweep, args.root)
     spec = load_recorded(args.sweep, args.root)[0]
@@ -141,7 +145,7 @@ def _undelivered(spec: object, done_keys: list[str]) -> list[str]:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    from orchestrator.run.driver import cancel_sweep
+    from orchestrator.run.control import cancel_sweep
 
     ended = cancel_sweep(args.sweep, args.root)
     _out.print(f"sweep {args.sweep}: driver stopped; {ended} job{'s' * (ended != 1)} ended", highlight=False)
@@ -149,19 +153,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from orchestrator.run.driver import load_recorded, sweep_dir
-    from orchestrator.dirs.trialdir import TrialDir
+    from orchestrator.run.control import trial_log
 
-    spec, _ = load_recorded(args.sweep, args.root)
-    base = sweep_dir(spec)
-    matches = [p for p in base.iterdir() if p.is_dir() and p.name.startswith(args.trial) and (p / "spec.json").exists()]
-    if len(matches) != 1:
-        known = ", ".join(sorted(p.name for p in base.iterdir() if (p / "spec.json").exists()))
-        raise ValueError(f"TRIAL: {'no' if not matches else 'more than one'} trial matches {args.trial!r} "
-                         f"(allowed: {known or 'none yet'})")
-    td = TrialDir(matches[0])
-    if not td.log_path.exists():
-        raise ValueError(f"TRIAL: trial {td.path.name} has no log yet (no {td.log_path})")
-    sys.stdout.write(td.log_path.read_text(encoding="utf-8", errors="replace"))
+    sys.stdout.write(trial_log(args.sweep, args.root, args.trial).read_text(encoding="utf-8", errors="replace"))
     return 0
-

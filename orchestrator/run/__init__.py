@@ -1,6 +1,11 @@
-"""The driver: a sweep's folder (``sweepdir``), the Ray Tune loop (``tune``, the only module importing Ray), the
-per-trial proxy that submits a job and follows its directory (``proxy``), the executors, reuse of trials other
-sweeps finished, and the commands that act on a running or recorded sweep (status, cancel, resume).
+"""The driver: everything that runs on the login node for a sweep.
+
+``sweepdir`` (the sweep's folder: ``SweepDir``, every path under ``<storage root>/<sweep>/``, and the sweep
+record ``sweep.json``), ``state`` (the sweep's executor, live jobs, the driver's pid or job, which trials are
+settled), ``driver`` (run and resume a sweep), ``session`` (one Tune run of its pending trials: signals,
+scheduler stops, outcomes), ``control`` (status, cancel and logs of a recorded sweep, from any shell),
+``tune`` (the Ray Tune loop, the only module importing Ray), ``proxy`` (per trial: submit its job, follow its
+directory, record it in MLflow), ``progress``, ``reuse`` (trials other sweeps finished) and the executors.
 Before anything runs: ``preflight`` (the sweep file's checks plus the machine's: executor kind, tracking store,
 MLflow server; ``load_sweep`` and ``validate_every_profile`` for the CLI and the driver), ``plan`` (the trials
 and their estimated cost, as a table) and ``cost`` (device-hours from a calibration or the model's FLOPs,

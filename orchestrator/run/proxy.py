@@ -21,7 +21,7 @@ which keeps what the store did not take and tries it again on a later poll; a DO
 records to be in (up to a bound), then ends for Tune anyway and leaves them to ``convsweep resume``.
 
 A sweep being stopped (``convsweep cancel``, or SIGINT/SIGTERM to the driver) is announced by the file
-``<storage root>/<sweep>/STOPPING`` (``stopping_marker``), written before any job is cancelled: a proxy then
+``<storage root>/<sweep>/STOPPING`` (``SweepDir.stopping``), written before any job is cancelled: a proxy then
 submits nothing more, and a job that ends cancelled ends its run KILLED, not FAILED (no retry).
 """
 
@@ -36,11 +36,11 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from orchestrator.spec.schema import ExecutorSpec, TrialSpec
-from orchestrator.run.executors.base import JobHandle, JobState, get_executor, requeues_of
+from orchestrator.run.executors.base import Executor, JobHandle, JobState, get_executor, live_job
+from orchestrator.run.sweepdir import SweepDir
 # orchestrator.train.job is light (torch is imported when a job runs). The job's class must live in a module the
 # job process can import cheaply: it is unpickled there, importing its module, and this one imports MLflow.
 from orchestrator.train.job import TrialJob
@@ -48,14 +48,9 @@ from orchestrator.track.outbox import TrackingOutbox, grace_seconds, is_outage
 from orchestrator.track.tracker import Tracker
 from orchestrator.dirs.trialdir import TrialDir
 
-__all__ = ["TrialContext", "TrialFailed", "run_trial", "cancel_live_jobs", "stopping_marker"]
+__all__ = ["TrialContext", "TrialFailed", "run_trial", "cancel_live_jobs"]
 
 logger = logging.getLogger(__name__)
-
-
-def stopping_marker(storage_root: str | os.PathLike[str], sweep: str) -> Path:
-    """The file that says the sweep is being stopped (see the module docstring)."""
-    return Path(storage_root) / sweep / "STOPPING"
 
 
 class TrialFailed(RuntimeError):
@@ -140,13 +135,9 @@ def cancel_live_jobs() -> None:
 atexit.register(cancel_live_jobs)
 
 
-def _end_stale_job(executor: Any, td: TrialDir) -> None:
-    previous = td.read_job()
-    attach = getattr(executor, "attach", None)
-    if previous is None or previous.get("executor") != executor.kind or attach is None:
-        return
-    stale = attach(str(previous["job_id"]))
-    if stale is not None and not stale.done():
+def _end_stale_job(executor: Executor, td: TrialDir) -> None:
+    stale = live_job(executor, td.read_job())
+    if stale is not None:
         logger.warning("trial %s: ending job %s left running by an earlier driver", td.path.name, stale.job_id)
         stale.cancel()
 
@@ -219,7 +210,7 @@ def run_trial(
     if td.is_done:  # the job ended while no driver watched it
         pump(reported_epoch)
         return _finish(spec, ctx, td, tracker, run_id, outbox)
-    stopping = stopping_marker(ctx.storage_root, spec.sweep)
+    stopping = SweepDir(ctx.storage_root, spec.sweep).stopping
     if stopping.exists():  # the sweep is being stopped: start nothing new
         outbox.call("end", lambda: tracker.end(run_id, "KILLED"))
         return {}
@@ -236,14 +227,14 @@ def run_trial(
     with _LIVE_LOCK:
         _LIVE[spec.trial_key] = (handle, tracker, run_id)
     try:
-        requeues = requeues_of(handle)
+        requeues = handle.requeues
         outbox.call("job", lambda: tracker.record_job(run_id, handle.job_id, restarts=requeues,
                                                       log_path=str(handle.log_path)))
         reported, size, failed_since = reported_epoch, -1, None
         while True:
             state = handle.state()  # before reading: lines written before the job ended are then all seen
-            if requeues_of(handle) != requeues:  # the scheduler started the same job again (requeue)
-                restarts = requeues = requeues_of(handle)
+            if handle.requeues != requeues:  # the scheduler started the same job again (requeue)
+                restarts = requeues = handle.requeues
                 outbox.call("requeue", lambda: tracker.record_job(run_id, handle.job_id, restarts=restarts))
             done = td.is_done  # rank 0 writes DONE last: every metrics line is there
             if td.failed_marker.exists() and not state.is_terminal:
@@ -309,7 +300,7 @@ def _driver_fault(ctx: TrialContext, sweep: str, point: str) -> None:
         return
     import signal
 
-    fields = (Path(ctx.storage_root) / sweep / "driver.pid").read_text(encoding="utf-8").split()
+    fields = SweepDir(ctx.storage_root, sweep).driver_pid.read_text(encoding="utf-8").split()
     logger.warning("%s=%s: killing the driver (pid %s) and this proxy", DRIVER_FAULT_ENV, point, fields[0])
     os.kill(int(fields[0]), signal.SIGKILL)
     os.kill(os.getpid(), signal.SIGKILL)

@@ -1,7 +1,20 @@
-"""The sweep record: the resolved sweep stored at submission as ``<storage root>/<sweep>/sweep.json``.
+"""The sweep's folder, ``<storage root>/<sweep>/``: every path in it (``SweepDir``) and the sweep record.
 
-``resume``, ``status``, ``cancel``, ``logs`` and ``table SWEEP`` find a sweep by name through it. Kept apart
-from ``orchestrator.run.driver`` (which imports MLflow and Ray) so that reading it costs only the schema import.
+Layout::
+
+    sweep.json      the resolved sweep, stored at submission (``record_sweep``); ``resume``, ``status``,
+                    ``cancel``, ``logs`` and ``table SWEEP`` find a sweep by name through it
+    driver.pid      "<pid> <host>" of the driver while it runs
+    driver.json     {"executor": kind, "job_id": id, "log_path": ...} of a driver run as a job (``--detach``)
+    STOPPING        written when the sweep is being stopped, before any job is cancelled: no proxy submits more
+    jobs/           the executor's own folder (submitit files, SLURM's watcher); ``jobs/driver.log`` is a detached
+                    driver's log (there, because an executor accepts only jobs whose log is in its folder)
+    tune/           Ray Tune's experiment state (what ``resume`` restores)
+    report.html     ``convsweep report``'s default output
+    <trial key>/    one ``TrialDir`` per trial (a symlink into another sweep's folder for a reused trial)
+
+Kept apart from ``orchestrator.run.driver`` (which imports MLflow and Ray) so that reading it costs only the
+schema import.
 """
 
 from __future__ import annotations
@@ -12,28 +25,92 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from orchestrator.dirs.trialdir import TrialDir, atomic_write_text, read_json_file
 from orchestrator.spec.schema import SweepSpec
-from orchestrator.dirs.trialdir import atomic_write_text, read_json_file
 
-__all__ = ["SWEEP_FILE", "load_recorded", "record_sweep", "sweep_dir"]
+__all__ = ["SWEEP_FILE", "SweepDir", "load_recorded", "record_sweep", "sweep_dir"]
 
 SWEEP_FILE = "sweep.json"
 
 
+class SweepDir:
+    """Every path of one sweep's folder (see the module docstring); nothing is created until written."""
+
+    def __init__(self, storage_root: str | os.PathLike[str], name: str) -> None:
+        self.root = Path(storage_root)
+        self.name = name
+        self.path = self.root / name
+
+    @classmethod
+    def of(cls, sweep: SweepSpec) -> SweepDir:
+        return cls(sweep.storage.root, sweep.name)
+
+    def __repr__(self) -> str:
+        return f"SweepDir({str(self.path)!r})"
+
+    @property
+    def record(self) -> Path:
+        return self.path / SWEEP_FILE
+
+    @property
+    def driver_pid(self) -> Path:
+        return self.path / "driver.pid"
+
+    @property
+    def driver_job(self) -> Path:
+        return self.path / "driver.json"
+
+    @property
+    def stopping(self) -> Path:
+        return self.path / "STOPPING"
+
+    @property
+    def jobs(self) -> Path:
+        return self.path / "jobs"
+
+    @property
+    def driver_log(self) -> Path:
+        return self.jobs / "driver.log"
+
+    @property
+    def tune(self) -> Path:
+        return self.path / "tune"
+
+    @property
+    def report(self) -> Path:
+        return self.path / "report.html"
+
+    def trial_link(self, trial_key: str) -> Path:
+        """The trial's entry in this folder, unresolved: a symlink when the trial is reused from another sweep."""
+        return self.path / trial_key
+
+    def trial(self, trial_key: str) -> TrialDir:
+        """The trial's directory (``TrialDir`` resolves a reused trial's link into the sweep that trained it)."""
+        return TrialDir(self.trial_link(trial_key))
+
+    def trials(self) -> list[TrialDir]:
+        """The trial directories present (those holding a ``spec.json``), sorted by key."""
+        if not self.path.is_dir():
+            return []
+        return [TrialDir(p) for p in sorted(self.path.iterdir(), key=lambda p: p.name)
+                if p.is_dir() and (p / "spec.json").exists()]
+
+
 def sweep_dir(sweep: SweepSpec) -> Path:
-    return Path(sweep.storage.root) / sweep.name
+    """``SweepDir.of(sweep).path``."""
+    return SweepDir.of(sweep).path
 
 
 def record_sweep(spec: SweepSpec, source_file: str | None) -> None:
     # what the user set, not the defaults: read back, the spec must know which knobs were written (a layer knob
     # no trial reads is an error only when written, ``orchestrator.spec.checks.ignored_knob_problems``)
     data = {"spec": spec.model_dump(mode="json", exclude_unset=True), "source_file": source_file}
-    atomic_write_text(sweep_dir(spec) / SWEEP_FILE, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(SweepDir.of(spec).record, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def load_recorded(name: str | os.PathLike[str], root: str | os.PathLike[str] = "runs") -> tuple[SweepSpec, str | None]:
     """The sweep recorded at submission: ``name`` is a sweep name under ``root``, or a sweep directory."""
-    candidates = [Path(name) / SWEEP_FILE, Path(root) / str(name) / SWEEP_FILE]
+    candidates = [Path(name) / SWEEP_FILE, SweepDir(root, str(name)).record]
     for path in candidates:
         if path.is_file():
             return _read_record(path.resolve())

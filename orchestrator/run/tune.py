@@ -39,6 +39,7 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 
 from orchestrator.spec.schema import SweepSpec, TrialSpec
 from orchestrator.run.proxy import TrialContext, run_trial
+from orchestrator.run.sweepdir import SweepDir
 
 __all__ = ["TuneOutcome", "ProgressSink", "experiment_path", "can_restore", "init_ray", "run_tune", "start_ray_early"]
 
@@ -96,7 +97,7 @@ class TuneOutcome:
 
 
 def experiment_path(sweep: SweepSpec) -> Path:
-    return Path(sweep.storage.root) / sweep.name / "tune"
+    return SweepDir.of(sweep).tune
 
 
 def can_restore(sweep: SweepSpec) -> bool:

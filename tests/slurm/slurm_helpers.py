@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import cloudpickle
+import psutil
 import pytest
 import submitit
 
@@ -56,8 +57,9 @@ def fail_with(message: str) -> None:
 class CountingJob(submitit.helpers.Checkpointable):
     """Counts to ``steps``, one step per ``step_seconds``, checkpointing the count after every step.
 
-    ``starts.log`` gets the count each start resumed from; ``steps.log`` every step done. A restarted job
-    resumes from ``counter.json`` whatever restarted it (requeue, preemption, timeout), like the trainer.
+    ``starts.log`` gets the count each start resumed from; ``steps.log`` every step done; ``pids.log`` the
+    process of each start. A restarted job resumes from ``counter.json`` whatever restarted it (requeue,
+    preemption, timeout), like the trainer.
     """
 
     def __init__(self, work_dir: str, steps: int, step_seconds: float) -> None:
@@ -68,6 +70,8 @@ class CountingJob(submitit.helpers.Checkpointable):
         start = read_counter(d)
         with open(d / "starts.log", "a") as f:
             f.write(f"{start}\n")
+        with open(d / "pids.log", "a") as f:
+            f.write(f"{os.getpid()}\n")
         for step in range(start + 1, self.steps + 1):
             time.sleep(self.step_seconds)
             tmp = d / "counter.json.tmp"
@@ -85,6 +89,21 @@ def read_counter(work_dir: Path) -> int:
 
 def read_ints(path: Path) -> list[int]:
     return [int(x) for x in path.read_text().split()] if path.exists() else []
+
+
+def counting_processes(work_dir: Path) -> list[int]:
+    """The processes a ``CountingJob`` in ``work_dir`` started that still run (zombies and reused pids aside).
+
+    The cluster's nodes are this machine, so the job's processes are visible here."""
+    alive = []
+    for pid in read_ints(Path(work_dir) / "pids.log"):
+        try:
+            proc = psutil.Process(pid)
+            if proc.status() != psutil.STATUS_ZOMBIE and "submitit" in " ".join(proc.cmdline()):
+                alive.append(pid)
+        except psutil.Error:  # gone
+            continue
+    return alive
 
 
 def squeue_ids() -> set[str]:

@@ -7,21 +7,25 @@ name through the ``convsweep.executors`` entry-point group (``local`` lives in
 SLURM package and a site can add its own executor without touching this code.
 
 An implementation is a class constructed as ``cls(folder, settings)`` where ``folder`` is the directory for
-the executor's own bookkeeping (submitit folders, one per sweep) and ``settings`` is the sweep's
-``ExecutorSpec``.
+the executor's own bookkeeping (``SweepDir.jobs``: submitit folders, one per sweep) and ``settings`` is the
+sweep's ``ExecutorSpec``. Besides ``submit`` every executor has ``attach(job_id)`` (the handle of a job an
+earlier driver submitted, while it still runs: how a resumed trial ends a job a killed driver left behind, and
+how ``convsweep cancel`` reaches jobs it did not submit), ``start_watching()`` (the driver follows the sweep's
+jobs from its own process, e.g. one ``squeue`` for all of them) and ``cancel_all(handles)`` (end many of its
+jobs at once, e.g. one ``scancel``); ``ExecutorBase`` gives the last two their plain defaults. Every handle has
+``requeues``: how many times the scheduler started the same job again under the same id (a SLURM requeue or
+preemption; a resubmission is a new job and counted by the driver).
 
-Optional extras, looked up with ``getattr`` by the driver: ``JobHandle.requeues`` (how many times the
-scheduler started the same job again under the same id, e.g. a SLURM requeue or preemption; a resubmission is a
-new job and counted by the driver), ``Executor.attach(job_id)`` (the handle of a job an earlier driver submitted,
-while it still runs) and ``Executor.submit_driver(argv, name=, log_path=)`` (run the sweep driver itself as a
-job, for ``convsweep sweep --detach``) and ``Executor.cancel_all(handles)`` (end many of its jobs at once, e.g. one
-``scancel``) and ``Executor.start_watching()`` (the driver follows the sweep's jobs from its own process).
+``live_job`` is the one way from a recorded job (a trial's ``job.json``, the sweep's ``driver.json``) to the
+handle of that job while it runs. ``Executor.submit_driver(argv, name=, log_path=)`` stays optional (only an
+executor of a cluster can run the driver itself as a job, ``convsweep sweep --detach``).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -30,7 +34,8 @@ if TYPE_CHECKING:
     from orchestrator.spec.schema import ExecutorSpec, ResourcesSpec
 
 __all__ = [
-    "ENTRY_POINT_GROUP", "Executor", "JobHandle", "JobState", "available_executors", "get_executor", "requeues_of",
+    "ENTRY_POINT_GROUP", "Executor", "ExecutorBase", "JobHandle", "JobState", "available_executors", "get_executor",
+    "live_job",
 ]  # fmt: skip
 
 ENTRY_POINT_GROUP = "convsweep.executors"
@@ -70,11 +75,10 @@ class JobHandle(Protocol):
         """One line saying why the job failed or cannot start (e.g. SLURM's reason), else None."""
         ...
 
-
-def requeues_of(handle: object) -> int:
-    """``handle.requeues`` (optional: restarts of the same job by its scheduler, as of its last poll), else 0."""
-    value = getattr(handle, "requeues", 0)
-    return int(value) if isinstance(value, int) else 0
+    @property
+    def requeues(self) -> int:
+        """Restarts of this job under its id by its scheduler, as of its last poll (0 where there are none)."""
+        ...
 
 
 @runtime_checkable
@@ -84,6 +88,43 @@ class Executor(Protocol):
     kind: str
 
     def submit(self, job: Callable[[], Any], *, name: str, resources: ResourcesSpec) -> JobHandle: ...
+
+    def attach(self, job_id: str) -> JobHandle | None:
+        """The handle of a job of this executor's folder an earlier process submitted, while it runs; else None."""
+        ...
+
+    def start_watching(self) -> None:
+        """Make this process the one that follows the folder's jobs (the driver, which outlives the trials)."""
+        ...
+
+    def cancel_all(self, handles: list[JobHandle]) -> None:
+        """End every job in ``handles`` and return once they are gone."""
+        ...
+
+
+class ExecutorBase:
+    """The defaults of ``Executor``'s optional behaviour: nothing to watch, and each job cancelled on its own
+    (all at once, since one cancel waits out its job's grace period)."""
+
+    def start_watching(self) -> None:
+        return None
+
+    def cancel_all(self, handles: list[JobHandle]) -> None:
+        threads = [threading.Thread(target=h.cancel, name=f"cancel-{h.job_id}") for h in handles]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+
+def live_job(executor: Executor, record: Mapping[str, Any] | None) -> JobHandle | None:
+    """The handle of the job ``record`` names (``{"executor": kind, "job_id": id}``: a trial's ``job.json``, a
+    detached driver's ``driver.json``) while it still runs; None without a record, for another executor's job,
+    or once it has ended."""
+    if not record or record.get("executor") != executor.kind or "job_id" not in record:
+        return None
+    handle = executor.attach(str(record["job_id"]))
+    return handle if handle is not None and not handle.done() else None
 
 
 def available_executors() -> tuple[str, ...]:

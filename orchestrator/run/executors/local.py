@@ -33,11 +33,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 import submitit
 from submitit.local import local as submitit_local
 
 from orchestrator.spec.schema import ExecutorSpec, ResourcesSpec
-from orchestrator.run.executors.base import JobState
+from orchestrator.run.executors.base import ExecutorBase, JobState
 from orchestrator.run.executors.warmstart import WarmServer, task_command
 
 __all__ = ["LocalExecutor", "LocalJobHandle", "DEFAULT_TIMEOUT_MIN"]
@@ -49,7 +50,7 @@ _GRACE_SECONDS = 10.0
 
 
 def _group_alive(pgid: int) -> bool:
-    """True when some process of group ``pgid`` still runs a submitit command line.
+    """True when some process of group ``pgid`` still runs a submitit command line (zombies do not count).
 
     The command-line check guards against an unrelated process group that re-used the id after ours ended.
     """
@@ -57,17 +58,13 @@ def _group_alive(pgid: int) -> bool:
         os.killpg(pgid, 0)
     except (ProcessLookupError, PermissionError):
         return False
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for proc in psutil.process_iter():
         try:
-            stat = (entry / "stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if fields[0] == "Z" or int(fields[2]) != pgid:
+            if os.getpgid(proc.pid) != pgid or proc.status() == psutil.STATUS_ZOMBIE:
                 continue
-            if b"submitit" in (entry / "cmdline").read_bytes():
+            if any("submitit" in arg for arg in proc.cmdline()):
                 return True
-        except (OSError, ValueError):
+        except (ProcessLookupError, psutil.Error):  # ended meanwhile
             continue
     return False
 
@@ -223,8 +220,9 @@ class _SessionLocalExecutor(submitit.LocalExecutor):
         )
 
 
-class LocalExecutor:
-    """Runs each trial as ``world_size`` local processes (one node only)."""
+class LocalExecutor(ExecutorBase):
+    """Runs each trial as ``world_size`` local processes (one node only); no watcher (each handle asks the
+    kernel), and ``cancel_all`` is ``ExecutorBase``'s: every job's group ended at once."""
 
     kind = "local"
 

@@ -327,21 +327,3 @@ def test_resume_converges_on_damaged_checkpoints(tmp_path: Path, monkeypatch: py
     finally:
         if started:
             ray.shutdown()
-
-
-def test_which_folders_bear_out_a_finish(tmp_path: Path) -> None:
-    from orchestrator.train.checkpoint import save_checkpoint
-
-    td = TrialDir(tmp_path / "t")
-    td.create()
-    assert td.contradiction() == "no DONE marker; no summary.json"
-    td.summary_path.write_text("{\"best")
-    td.mark_done()
-    assert td.contradiction() == "summary.json is not a readable summary"
-    td.write_summary({"epochs": 2})
-    assert td.contradiction() is None  # checkpoints cleaned up after the sweep: the result stands
-    save_checkpoint({"epoch": 1}, td.last_checkpoint, td.prev_checkpoint)
-    save_checkpoint({"epoch": 2}, td.last_checkpoint, td.prev_checkpoint)
-    td.last_checkpoint.rename(td.prev_checkpoint)  # the instant between save_checkpoint's two renames
-    assert td.contradiction() == "checkpoints/prev.pt disagrees with its checksum"
-    assert td.contradiction(deep=False) is None and td.contradiction(trains=False) is None

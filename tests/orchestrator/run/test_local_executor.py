@@ -11,7 +11,7 @@ import cloudpickle
 import pytest
 
 from orchestrator.spec.schema import ExecutorSpec, ResourcesSpec
-from orchestrator.run.executors.base import JobHandle, JobState, get_executor, requeues_of
+from orchestrator.run.executors.base import JobHandle, JobState, get_executor
 from orchestrator.run.executors.local import LocalExecutor, _group_alive
 
 # The jobs below are defined here; the job processes cannot import this test module, so pickle them by value.
@@ -59,7 +59,7 @@ def test_runs_world_size_processes(tmp_path: Path) -> None:
     assert handle.reason() is None
     assert sorted(p.read_text() for p in tmp_path.glob("rank*")) == ["0/2", "1/2"]
     assert handle.log_path.exists()
-    assert requeues_of(handle) == 0  # never restarted under its id: a local retry is a new job
+    assert handle.requeues == 0  # never restarted under its id: a local retry is a new job
 
 
 def test_failure_gives_reason(tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ from mlflow.tracking import MlflowClient
 from orchestrator.cli import main
 from orchestrator.spec.expand import expand
 from orchestrator.run.reuse import REUSED_FROM_RUN, REUSED_FROM_SWEEP
-from orchestrator.run.driver import run_sweep, status_rows
+from orchestrator.run.control import status_rows
+from orchestrator.run.driver import run_sweep
 from orchestrator.spec.load import load_sweep
 from orchestrator.tables.build import sweep_table
 from orchestrator.dirs.trialdir import TrialDir

@@ -20,7 +20,8 @@ import cloudpickle
 from orchestrator.spec.schema import ExecutorSpec, ResourcesSpec
 from orchestrator.run.executors.base import JobState
 from orchestrator.run.executors.local import LocalExecutor, _SessionLocalExecutor
-from orchestrator.run.executors.warmstart import PID_NAME, SOCKET_NAME, WarmServer, _remove_stale_dirs
+from orchestrator.run.executors.warmserver import PID_NAME, SOCKET_NAME
+from orchestrator.run.executors.warmstart import WarmServer, _remove_stale_dirs
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the jobs cannot import this test module
 
