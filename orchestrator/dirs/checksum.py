@@ -8,12 +8,20 @@ as it is renamed together with its checkpoint (``orchestrator.train.checkpoint``
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HashingWriter", "checksum_path", "damage", "move_checkpoint", "recorded_checksum", "sha256_of",
-           "write_checksum"]
+__all__ = ["HashingWriter", "checkpoint_epoch", "checksum_path", "damage", "move_checkpoint", "read_checkpoint",
+           "recorded_checksum", "sha256_of", "write_checksum"]
+
+log = logging.getLogger(__name__)
+
+# What a damaged or truncated file raises from torch.load (an empty file: EOFError; a cut zip: RuntimeError).
+_UNREADABLE = (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError)
 
 
 def checksum_path(checkpoint: Path) -> Path:
@@ -96,6 +104,37 @@ def damage(path: Path, *, deep: bool = True) -> str | None:
         return None
     if not deep:
         return None
-    from orchestrator.train.checkpoint import checkpoint_epoch  # torch, for a checkpoint without a checksum only
-
     return None if checkpoint_epoch(path, quiet=True) is not None else "is unreadable"
+
+
+def checkpoint_epoch(path: Path, *, quiet: bool = False) -> int | None:
+    """The epoch of the trial checkpoint at ``path``; None when it is absent or damaged (``quiet``: say nothing)."""
+    state = _read_trial_checkpoint(path, quiet=quiet)
+    return None if state is None else int(state["epoch"])
+
+
+def _read_trial_checkpoint(path: Path, *, quiet: bool = False) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    warn = log.debug if quiet else log.warning
+    recorded = recorded_checksum(path)
+    if recorded is not None and sha256_of(path) != recorded[0]:
+        warn("checkpoint %s disagrees with its checksum %s; trying the previous one", path, checksum_path(path))
+        return None
+    try:
+        state = read_checkpoint(path)
+    except _UNREADABLE as exc:
+        warn("checkpoint %s is unreadable (%s: %s); trying the previous one", path, type(exc).__name__, exc)
+        return None
+    if not isinstance(state, dict) or "epoch" not in state:
+        warn("checkpoint %s is not a trial checkpoint; trying the previous one", path)
+        return None
+    return state
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """Load one checkpoint file on the CPU with ``weights_only=True`` (torch is imported here: only a checkpoint
+    without a checksum, or a resume, is ever read)."""
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)

@@ -27,17 +27,16 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import random
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from orchestrator.dirs.checksum import (HashingWriter, checksum_path, damage, move_checkpoint, recorded_checksum,
-                                        sha256_of, write_checksum)
+# reading a checkpoint is the trial directory's (the driver judges checkpoints too); re-exported for the trainer
+from orchestrator.dirs.checksum import (HashingWriter, _read_trial_checkpoint, checkpoint_epoch, checksum_path, damage,
+                                        move_checkpoint, read_checkpoint, write_checksum)
 
 __all__ = [
     "checkpoint_epoch", "checksum_path", "damage", "load_checkpoint", "move_checkpoint", "read_checkpoint", "rng_state",
@@ -45,9 +44,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-# What a damaged or truncated file raises from torch.load (an empty file: EOFError; a cut zip: RuntimeError).
-_UNREADABLE = (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError)
 
 
 def rng_state() -> dict[str, Any]:
@@ -103,11 +99,6 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def read_checkpoint(path: Path) -> dict[str, Any]:
-    """Load one checkpoint file on the CPU with ``weights_only=True``."""
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
 def load_checkpoint(last: Path, prev: Path, *, epoch: int | None = None) -> dict[str, Any] | None:
     """The newest readable checkpoint: ``last``, else ``prev``; None when neither exists or is readable.
 
@@ -123,28 +114,3 @@ def load_checkpoint(last: Path, prev: Path, *, epoch: int | None = None) -> dict
         log.info("loaded checkpoint %s (epoch %d)", path, state["epoch"])
         return state
     return None
-
-
-def checkpoint_epoch(path: Path, *, quiet: bool = False) -> int | None:
-    """The epoch of the trial checkpoint at ``path``; None when it is absent or damaged (``quiet``: say nothing)."""
-    state = _read_trial_checkpoint(path, quiet=quiet)
-    return None if state is None else int(state["epoch"])
-
-
-def _read_trial_checkpoint(path: Path, *, quiet: bool = False) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    warn = log.debug if quiet else log.warning
-    recorded = recorded_checksum(path)
-    if recorded is not None and sha256_of(path) != recorded[0]:
-        warn("checkpoint %s disagrees with its checksum %s; trying the previous one", path, checksum_path(path))
-        return None
-    try:
-        state = read_checkpoint(path)
-    except _UNREADABLE as exc:
-        warn("checkpoint %s is unreadable (%s: %s); trying the previous one", path, type(exc).__name__, exc)
-        return None
-    if not isinstance(state, dict) or "epoch" not in state:
-        warn("checkpoint %s is not a trial checkpoint; trying the previous one", path)
-        return None
-    return state
