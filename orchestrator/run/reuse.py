@@ -69,6 +69,9 @@ def find_sources(spec: SweepSpec, trials: list[TrialSpec], client: Any | None = 
     if spec.evaluate is not None or not trials or not _store_exists(spec.tracking.uri):
         return {}
     if client is None:
+        runs = _store_runs(spec.tracking.uri)
+        if runs is not None:  # a SQLite store, read directly: no MLflow import, one pass over the runs
+            return _sources(spec, trials, runs)
         from mlflow.tracking import MlflowClient
 
         # absolute: MLflow keeps one store per URI string, so a relative SQLite path would stay bound to
@@ -77,41 +80,59 @@ def find_sources(spec: SweepSpec, trials: list[TrialSpec], client: Any | None = 
     experiments = [e.experiment_id for e in _all_experiments(client)]
     if not experiments:
         return {}
-    own = {r.data.tags.get(f"{TAG}trial_key") for r in _search(client, experiments, f"tags.`{TAG}sweep` = '{spec.name}'")}
-    candidates = [
-        t for t in trials
-        if t.trial_key not in own and not os.path.lexists(link_path(spec, t.trial_key))
-    ]  # fmt: skip
+    own = _tagged(_search(client, experiments, f"tags.`{TAG}sweep` = '{spec.name}'"))
+    candidates = _candidates(spec, trials, own)
+    others = f"attributes.status = 'FINISHED' and tags.`{TAG}sweep` != '{spec.name}'"
+    if len(candidates) <= _KEYED_QUERIES:
+        finished = [run for t in candidates
+                    for run in _search(client, experiments, f"tags.`{TAG}trial_key` = '{t.trial_key}' and {others}")]
+    else:  # one query per key took 5 ms each: 50 s for the candidates of a 10,000-trial plan
+        finished = _search(client, experiments, f"tags.`{TAG}trial_key` IS NOT NULL and {others}")
+    return _sources(spec, candidates, own + _tagged(finished))
+
+
+# (run id, experiment id, status, tags): a run as the choice of sources reads it, from MLflow or from the file
+_Run = tuple[str, str, str, dict[str, str]]
+_SOURCE_TAGS = tuple(f"{TAG}{name}" for name in ("trial_key", "sweep", "kind", "trial_dir")) + (REUSED_FROM_RUN,)
+
+
+def _store_runs(uri: str) -> list[_Run] | None:
+    path = sqlite_path(uri)
+    if path is None:
+        return None
+    from orchestrator.track.sqlitecolumns import read_tagged_runs
+
+    return read_tagged_runs(path, _SOURCE_TAGS)
+
+
+def _tagged(runs: list[Any]) -> list[_Run]:
+    return [(r.info.run_id, r.info.experiment_id, r.info.status, r.data.tags) for r in runs]
+
+
+def _candidates(spec: SweepSpec, trials: list[TrialSpec], runs: list[_Run]) -> list[TrialSpec]:
+    """The trials this sweep has no run and no directory for: reusing never replaces anything."""
+    own = {tags.get(f"{TAG}trial_key") for _, _, _, tags in runs if tags.get(f"{TAG}sweep") == spec.name}
+    return [t for t in trials if t.trial_key not in own and not os.path.lexists(link_path(spec, t.trial_key))]
+
+
+def _sources(spec: SweepSpec, trials: list[TrialSpec], runs: list[_Run]) -> dict[str, SourceRun]:
+    """Each candidate's source among ``runs`` (oldest first): the first FINISHED training run of another sweep
+    whose trial directory is DONE and holds the analyses the trial asks for."""
+    by_key: dict[str, list[_Run]] = {}
+    for run in runs:
+        tags = run[3]
+        if run[2] == "FINISHED" and tags.get(f"{TAG}sweep") != spec.name and f"{TAG}trial_key" in tags:
+            by_key.setdefault(tags[f"{TAG}trial_key"], []).append(run)
     found: dict[str, SourceRun] = {}
-    runs_by_key = _finished_runs_of_other_sweeps(client, experiments, spec.name, [t.trial_key for t in candidates])
-    for trial in candidates:
-        for run in runs_by_key.get(trial.trial_key, ()):
-            tags = run.data.tags
+    for trial in _candidates(spec, trials, runs):
+        for run_id, experiment_id, _, tags in by_key.get(trial.trial_key, ()):
             if tags.get(f"{TAG}kind", "train") != "train" or REUSED_FROM_RUN in tags:
                 continue  # a link is not a source: its source is found directly
             folder = tags.get(f"{TAG}trial_dir")
             if folder and TrialDir(folder).is_done and _has_analyses(TrialDir(folder), trial):
-                found[trial.trial_key] = SourceRun(run.info.run_id, tags.get(f"{TAG}sweep", "?"),
-                                                   run.info.experiment_id, Path(folder))
+                found[trial.trial_key] = SourceRun(run_id, tags.get(f"{TAG}sweep", "?"), experiment_id, Path(folder))
                 break
     return found
-
-
-def _finished_runs_of_other_sweeps(client: Any, experiments: list[str], sweep: str, keys: list[str]
-                                   ) -> dict[str, list[Any]]:
-    """Trial key -> the FINISHED runs other sweeps recorded for it, in MLflow's order. A few keys are asked one
-    query each; more are read in one paged query over every finished run of the other sweeps, grouped here (one
-    query per key took 5 ms each: 50 s for the candidates of a 10,000-trial plan)."""
-    others = f"attributes.status = 'FINISHED' and tags.`{TAG}sweep` != '{sweep}'"
-    if len(keys) <= _KEYED_QUERIES:
-        return {key: list(_search(client, experiments, f"tags.`{TAG}trial_key` = '{key}' and {others}"))
-                for key in keys}
-    wanted, by_key = set(keys), {}
-    for run in _search(client, experiments, f"tags.`{TAG}trial_key` IS NOT NULL and {others}"):
-        key = run.data.tags.get(f"{TAG}trial_key")
-        if key in wanted:
-            by_key.setdefault(key, []).append(run)
-    return by_key
 
 
 def _has_analyses(source: TrialDir, trial: TrialSpec) -> bool:

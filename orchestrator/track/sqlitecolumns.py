@@ -22,7 +22,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["read_columns", "read_metric"]
+__all__ = ["read_columns", "read_metric", "read_tagged_runs"]
 
 Columns = tuple[list[str], dict[str, dict[str, str]], dict[str, dict[str, float]]]
 
@@ -78,3 +78,19 @@ def _metric(db: sqlite3.Connection, key: str) -> dict[str, float]:
     got = dict(db.execute(_ONE_KEY.format(columns="CASE WHEN is_nan THEN NULL ELSE value END", table="latest_metrics"),
                           (key,)))
     return {rid: math.nan if value is None else value for rid, value in got.items()} if None in got.values() else got
+
+
+def read_tagged_runs(path: Path, tags: Sequence[str]) -> list[tuple[str, str, str, dict[str, str]]] | None:
+    """(run id, experiment id, status, {tag: value} of ``tags`` it has) of every active run of an active
+    experiment in the store file ``path``, oldest first; None when the file is not a store this understands."""
+    try:
+        with _open(path) as db:
+            runs = db.execute("SELECT r.run_uuid, r.experiment_id, r.status FROM runs r JOIN experiments e "
+                              "ON r.experiment_id = e.experiment_id WHERE r.lifecycle_stage = 'active' AND "
+                              "e.lifecycle_stage = 'active' ORDER BY r.start_time, r.run_uuid").fetchall()
+            values = {key: dict(db.execute(_ONE_KEY.format(columns="value", table="tags"), (key,)))
+                      for key in dict.fromkeys(tags)}
+    except sqlite3.Error as exc:
+        log.warning("reading %s directly failed (%s); using MlflowClient.search_runs", path, exc)
+        return None
+    return [(rid, str(exp), status, {k: v[rid] for k, v in values.items() if rid in v}) for rid, exp, status in runs]

@@ -114,16 +114,20 @@ def test_a_trial_finished_in_one_sweep_is_linked_not_trained_in_another(
     assert json.loads((own.path / "spec.json").read_text())["sweep"] == "reuse-second"
 
 
-@pytest.mark.parametrize("keyed_queries", [20, 0], ids=["a-query-per-key", "one-query-for-all-keys"])
+@pytest.mark.parametrize("reader", ["sqlite-file", "mlflow-query-per-key", "mlflow-one-query"])
 def test_a_trial_asking_for_analyses_is_not_reused_from_one_trained_without_them(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keyed_queries: int) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str) -> None:
     """Analyses are not part of a trial's key (asking for one keeps the trials already run in their own sweep),
     but a trial recorded elsewhere without the ERF is no stand-in for one that asks for it. Both ways of
-    finding sources (one query per candidate, one query for a large plan) give the same answers."""
+    finding sources give the same answers: the SQLite file read directly, and MLflow's API (what an http store
+    gets) with one query per candidate or one query for a large plan."""
     from orchestrator.run import reuse
-    from orchestrator.run.reuse import find_sources
 
-    monkeypatch.setattr(reuse, "_KEYED_QUERIES", keyed_queries)
+    monkeypatch.setattr(reuse, "_KEYED_QUERIES", 0 if reader == "mlflow-one-query" else 20)
+
+    def find_sources(spec, trials):
+        client = None if reader == "sqlite-file" else MlflowClient(spec.tracking.uri)
+        return reuse.find_sources(spec, trials, client)
     from orchestrator.track.tracker import Tracker
 
     first = load_sweep(_write(tmp_path, "plain", ["stdconv"]))
