@@ -5,7 +5,10 @@ One Tune trial per convsweep trial (a grid search over the pending trials), conc
 metric (``time_attr="epoch"``); ``FailureConfig(max_failures)`` retries a trial whose job failed.
 
 The trainable is a thin proxy around ``orchestrator.run.proxy.run_trial``: the training runs in the job's own
-processes (launched through the executor), the proxy only follows the trial directory. Every epoch it reports
+processes (launched through the executor), the proxy only follows the trial directory, and it imports no MLflow:
+its tracking calls go to one Ray actor per sweep, ``orchestrator.track.writer.TrackingWriter`` (one process
+with MLflow instead of one per concurrent trial; this module imports it only where the actor is created, so the
+trial workers that import this module for the trainable do not load it). Every epoch it reports
 to Tune comes with a tiny ``tune.Checkpoint`` holding the epoch, so a retried or restored trial reports only
 epochs Tune has not seen.
 
@@ -39,49 +42,14 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 
 from orchestrator.spec.schema import SweepSpec, TrialSpec
 from orchestrator.run.proxy import TrialContext, run_trial
+from orchestrator.run.rayquiet import RAY_ENV as _RAY_ENV, RAY_TUNE_LOGGER as _RAY_TUNE_LOGGER
+from orchestrator.run.rayquiet import SignalWarningFilter as _SignalWarningFilter, quiet_ray_advice as _quiet_ray_advice
 
 __all__ = ["TuneOutcome", "ProgressSink", "experiment_path", "can_restore", "init_ray", "run_tune", "start_ray_early"]
 
 logger = logging.getLogger(__name__)
 
 _PROGRESS_FILE = "progress.json"
-# Quiet, local, no token file in ~/.ray, no usage reporting; Tune's strict metric check off
-# (evaluation epochs may lack the metric when eval_every > 1).
-_RAY_ENV = {
-    "RAY_AUTH_MODE": "disabled",
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_CHDIR_TO_TRIAL_DIR": "0",
-    # each reported epoch carries a checkpoint: a snapshot every `num_to_keep` of them is intended
-    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
-    "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
-    "RAY_AIR_NEW_OUTPUT": "0",
-    # SIGINT/SIGTERM are the driver's (orchestrator.run.driver): it cancels the jobs first, then stops Tune through
-    # the SIGUSR1 handler Tune installs while it runs
-    "TUNE_DISABLE_SIGINT_HANDLER": "1",
-}
-
-
-class _DropRayAdvice(logging.Filter):
-    """Ray's own way on after an interruption (``Tuner.restore(path=..., trainable=...)``, "Trials did not
-    complete: [...]"; ``ray/tune/tune.py``) is not the user's: the driver prints ``convsweep resume`` and counts
-    the trials itself (``orchestrator.cli``)."""
-
-    _ADVICE = ("Resume experiment with:", "Resume training with:", "Trials did not complete")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not any(text in message for text in self._ADVICE)
-
-
-_RAY_TUNE_LOGGER = "ray.tune.tune"  # where tune.run logs them (Ray 2.x), whatever logging Ray configures
-
-
-def _quiet_ray_advice() -> None:
-    logger_ = logging.getLogger(_RAY_TUNE_LOGGER)
-    if not any(isinstance(f, _DropRayAdvice) for f in logger_.filters):
-        logger_.addFilter(_DropRayAdvice())
-
-
 class ProgressSink(Protocol):
     def epoch(self, key: str, epoch: int, record: dict[str, Any]) -> None: ...
     def trial_end(self, key: str, ok: bool) -> None: ...
@@ -102,14 +70,6 @@ def experiment_path(sweep: SweepSpec) -> Path:
 def can_restore(sweep: SweepSpec) -> bool:
     path = experiment_path(sweep)
     return path.is_dir() and tune.Tuner.can_restore(str(path))
-
-
-class _SignalWarningFilter(logging.Filter):
-    """Drops Ray's warning that a ``ray.init`` off the main thread sets no SIGTERM handler: the driver's
-    signals are its own (``orchestrator.run.driver``), Ray's handler would only be replaced."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("SIGTERM handler is not set")
 
 
 _INIT_LOCK = threading.Lock()
@@ -177,6 +137,50 @@ def _start_ray() -> bool:
 
 
 # -- the trainable -------------------------------------------------------------------------------------------
+_WRITER = "convsweep-tracking-writer"  # the actor's name in the driver's namespace, where the trials run too
+
+
+class _WriterActor:
+    """The writer's actor. A trial worker loads this class with the actor's handle (``ray.get_actor``): it
+    imports the writer, and with it MLflow, only when constructed, in the actor's own process."""
+
+    def __init__(self) -> None:
+        from orchestrator.track.writer import TrackingWriter
+
+        self._writer = TrackingWriter()
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self._writer, method)(*args, **kwargs)
+
+
+class _WriterClient:
+    """The proxy's side of the writer actor (``proxy.TrialWriter``): each call waits until the writer has it,
+    so one trial's calls reach it in their order (a threaded actor runs calls concurrently)."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        return lambda *args, **kwargs: ray.get(self._handle.call.remote(method, *args, **kwargs))
+
+
+def _start_writer(concurrency: int) -> Any:
+    # num_cpus=0: it waits on MLflow; each proxy waiting in open_trial or finish holds one of its threads
+    actor = ray.remote(_WriterActor).options(name=_WRITER, get_if_exists=True, num_cpus=0,
+                                             max_concurrency=2 * concurrency + 4)
+    return actor.remote()
+
+
+def _stop_writer(handle: Any) -> None:
+    try:
+        waiting = ray.get(handle.call.remote("drain"))
+        if waiting:
+            logger.warning("%d trial(s) still owe MLflow records (the store is away); convsweep resume delivers them",
+                           waiting)
+    finally:
+        ray.kill(handle)
+
+
 def _proxy(config: dict[str, Any], ctx: dict[str, Any]) -> None:
     spec = TrialSpec.model_validate(config["trial"]["spec"])
     context = TrialContext.from_dict(ctx)
@@ -193,7 +197,7 @@ def _proxy(config: dict[str, Any], ctx: dict[str, Any]) -> None:
             (Path(d) / _PROGRESS_FILE).write_text(json.dumps({"epoch": metrics["epoch"], "key": spec.trial_key}))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
-    run_trial(spec, context, report, reported)
+    run_trial(spec, context, report, reported, writer=_WriterClient(ray.get_actor(_WRITER)))
 
 
 def _trainable(ctx: TrialContext) -> Any:
@@ -295,6 +299,7 @@ def run_tune(
     _quiet_ray_advice()
     started = init_ray()
     _SINK, _ON_COMPLETE = progress, on_complete
+    writer = _start_writer(_max_concurrent(sweep, specs) if specs else sweep.tune.max_concurrent_trials)
     try:
         if restore:
             tuner = tune.Tuner.restore(
@@ -306,6 +311,7 @@ def run_tune(
         grid = tuner.fit()
     finally:
         _SINK, _ON_COMPLETE = None, None
+        _stop_writer(writer)
         if started:
             ray.shutdown()
     outcomes = []
