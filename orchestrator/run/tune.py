@@ -92,6 +92,7 @@ def start_ray_early() -> None:
     def start() -> None:
         try:
             started.append(_start_ray())
+            _start_writer()  # its process starts (and imports MLflow) while the driver reads the store
         finally:
             done.set()
         threading.Event().wait()  # see the docstring: this thread must outlive Ray's processes
@@ -164,10 +165,10 @@ class _WriterClient:
         return lambda *args, **kwargs: ray.get(self._handle.call.remote(method, *args, **kwargs))
 
 
-def _start_writer(concurrency: int) -> Any:
-    # num_cpus=0: it waits on MLflow; each proxy waiting in open_trial or finish holds one of its threads
-    actor = ray.remote(_WriterActor).options(name=_WRITER, get_if_exists=True, num_cpus=0,
-                                             max_concurrency=2 * concurrency + 4)
+def _start_writer() -> Any:
+    """The sweep's writer actor (the one ``start_ray_early`` started, if it did). num_cpus=0: it waits on
+    MLflow; each proxy waiting in open_trial or finish holds one of its threads (idle threads cost no CPU)."""
+    actor = ray.remote(_WriterActor).options(name=_WRITER, get_if_exists=True, num_cpus=0, max_concurrency=256)
     return actor.remote()
 
 
@@ -299,7 +300,7 @@ def run_tune(
     _quiet_ray_advice()
     started = init_ray()
     _SINK, _ON_COMPLETE = progress, on_complete
-    writer = _start_writer(_max_concurrent(sweep, specs) if specs else sweep.tune.max_concurrent_trials)
+    writer = _start_writer()
     try:
         if restore:
             tuner = tune.Tuner.restore(
