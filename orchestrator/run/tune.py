@@ -6,22 +6,17 @@ metric (``time_attr="epoch"``); ``FailureConfig(max_failures)`` retries a trial 
 
 The trainable is a thin proxy around ``orchestrator.run.proxy.run_trial``: the training runs in the job's own
 processes (launched through the executor), the proxy only follows the trial directory, and it imports no MLflow:
-its tracking calls go to one Ray actor per sweep, ``orchestrator.track.writer.TrackingWriter`` (one process
-with MLflow instead of one per concurrent trial; this module imports it only where the actor is created, so the
-trial workers that import this module for the trainable do not load it). Every epoch it reports
+its tracking calls go to the sweep's one writer, a Ray actor (``orchestrator.run.writerhost``). Every epoch it reports
 to Tune comes with a tiny ``tune.Checkpoint`` holding the epoch, so a retried or restored trial reports only
 epochs Tune has not seen.
 
-How a function trainable stops in Ray 2.60 (``ray/train/_internal/session.py``,
-``ray/tune/execution/tune_controller.py``): results are reported synchronously -- ``tune.report`` queues the
-result and blocks until Tune asks for the next one, so while Tune decides the proxy does not poll (the job
-trains on). A result carrying a checkpoint is saved first; the scheduler's decision waits for that save, then a
-STOP calls the callbacks' ``on_trial_complete`` and terminates the actor: its ``stop()`` sets the session's
-stop event and returns without waiting for the trial's thread (``finish(timeout=0)``), ``tune.report`` raises
-``SystemExit(0)`` in that thread, and the actor may exit while the proxy's ``finally`` is still cancelling.
-So the driver ends the job of a trial ASHA stopped itself, from ``on_trial_complete`` (``orchestrator.run.driver``,
-in a thread of its own so Tune's loop does not wait for the cancel); the proxy's ``finally`` and its ``atexit``
-handler are a second line. A stop lands at the earliest when Tune has processed the epoch that triggered it.
+How a function trainable stops in Ray 2.60 (``ray/train/_internal/session.py``, ``tune_controller.py``):
+``tune.report`` blocks until Tune asks for the next result (while Tune decides, the job trains on); a STOP
+calls the callbacks' ``on_trial_complete`` and terminates the actor without waiting for the trial's thread
+(``tune.report`` raises ``SystemExit(0)`` there), so the actor may exit while the proxy's ``finally`` is still
+cancelling. The driver therefore ends the job of a trial ASHA stopped itself, from ``on_trial_complete``
+(``orchestrator.run.driver``, in a thread of its own); the proxy's ``finally`` and its ``atexit`` handler are a
+second line. A stop lands at the earliest when Tune has processed the epoch that triggered it.
 """
 
 from __future__ import annotations
@@ -34,7 +29,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import ray
 from ray import tune
@@ -42,17 +37,16 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 
 from orchestrator.spec.schema import SweepSpec, TrialSpec
 from orchestrator.run.proxy import TrialContext, run_trial
-from orchestrator.run.rayquiet import RAY_ENV as _RAY_ENV, RAY_TUNE_LOGGER as _RAY_TUNE_LOGGER
-from orchestrator.run.rayquiet import SignalWarningFilter as _SignalWarningFilter, quiet_ray_advice as _quiet_ray_advice
+from orchestrator.run.rayquiet import (RAY_ENV as _RAY_ENV, RAY_TUNE_LOGGER as _RAY_TUNE_LOGGER,  # noqa: F401
+                                       SignalWarningFilter as _SignalWarningFilter, quiet_ray_advice as _quiet_ray_advice)
+from orchestrator.run.progress import ProgressSink  # rich: loaded by ray.tune anyway
+from orchestrator.run.writerhost import WriterHost
 
-__all__ = ["TuneOutcome", "ProgressSink", "experiment_path", "can_restore", "init_ray", "run_tune", "start_ray_early"]
+__all__ = ["TuneOutcome", "experiment_path", "can_restore", "init_ray", "run_tune", "start_ray_early"]
 
 logger = logging.getLogger(__name__)
 
 _PROGRESS_FILE = "progress.json"
-class ProgressSink(Protocol):
-    def epoch(self, key: str, epoch: int, record: dict[str, Any]) -> None: ...
-    def trial_end(self, key: str, ok: bool) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -93,6 +87,8 @@ def start_ray_early() -> None:
         try:
             started.append(_start_ray())
             _start_writer()  # its process starts (and imports MLflow) while the driver reads the store
+        except Exception:  # noqa: BLE001 - run_tune starts what is missing; this thread must live on (below)
+            logger.exception("starting Ray early failed")
         finally:
             done.set()
         threading.Event().wait()  # see the docstring: this thread must outlive Ray's processes
@@ -141,19 +137,6 @@ def _start_ray() -> bool:
 _WRITER = "convsweep-tracking-writer"  # the actor's name in the driver's namespace, where the trials run too
 
 
-class _WriterActor:
-    """The writer's actor. A trial worker loads this class with the actor's handle (``ray.get_actor``): it
-    imports the writer, and with it MLflow, only when constructed, in the actor's own process."""
-
-    def __init__(self) -> None:
-        from orchestrator.track.writer import TrackingWriter
-
-        self._writer = TrackingWriter()
-
-    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return getattr(self._writer, method)(*args, **kwargs)
-
-
 class _WriterClient:
     """The proxy's side of the writer actor (``proxy.TrialWriter``): each call waits until the writer has it,
     so one trial's calls reach it in their order (a threaded actor runs calls concurrently)."""
@@ -168,16 +151,13 @@ class _WriterClient:
 def _start_writer() -> Any:
     """The sweep's writer actor (the one ``start_ray_early`` started, if it did). num_cpus=0: it waits on
     MLflow; each proxy waiting in open_trial or finish holds one of its threads (idle threads cost no CPU)."""
-    actor = ray.remote(_WriterActor).options(name=_WRITER, get_if_exists=True, num_cpus=0, max_concurrency=256)
+    actor = ray.remote(WriterHost).options(name=_WRITER, get_if_exists=True, num_cpus=0, max_concurrency=256)
     return actor.remote()
 
 
 def _stop_writer(handle: Any) -> None:
-    try:
-        waiting = ray.get(handle.call.remote("drain"))
-        if waiting:
-            logger.warning("%d trial(s) still owe MLflow records (the store is away); convsweep resume delivers them",
-                           waiting)
+    try:  # the trials that still owe records (the store is away) are counted by the driver, resume delivers them
+        ray.get(handle.call.remote("drain"))
     finally:
         ray.kill(handle)
 

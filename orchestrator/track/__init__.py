@@ -1,5 +1,6 @@
 """MLflow: probing a tracking store (``store``), writing a trial's records (``tracker``), keeping them through an
-outage (``outbox``) and reading runs back (``query``).
+outage (``outbox``), the sweep's one writer that makes every trial's MLflow calls (``writer``) and reading runs
+back (``query``).
 
 May import: ``spec``, ``dirs`` and MLflow (lazily where a light caller only needs a URI or a tag name).
 """
