@@ -7,12 +7,19 @@ done without skewing it. Written to stderr, leaving stdout to the results table.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-__all__ = ["SweepProgress"]
+__all__ = ["ProgressSink", "SweepProgress"]
+
+
+class ProgressSink(Protocol):
+    """What ``orchestrator.run.tune`` tells about a running sweep (``SweepProgress`` is one)."""
+
+    def epoch(self, key: str, epoch: int, record: dict[str, Any]) -> None: ...
+    def trial_end(self, key: str, ok: bool) -> None: ...
 
 
 class SweepProgress:

@@ -4,20 +4,23 @@
 Ray). It is a thin proxy: the training happens in the job's processes, which talk to the driver only through
 the trial directory. The proxy
 
-1. writes ``spec.json`` and the MLflow run id (creating the run or re-using the trial's run),
+1. writes ``spec.json`` and has the sweep's writer open the trial's MLflow run (creating it or re-using it),
 2. ends a job of an earlier driver that is still running for this trial (its id is in ``job.json``), so two
    jobs never write into one directory -- a SIGKILLed driver leaves its jobs running, and the resumed trial
    continues from the last checkpoint instead,
 3. submits ``TrialJob`` through the sweep's executor and records it in ``job.json`` and MLflow (job ids, log
    path, requeues: resubmissions plus the scheduler's own restarts of a job, ``JobHandle.requeues``),
-4. tails ``metrics.jsonl``: new epochs go to MLflow (epochs already logged are skipped) and to ``report``,
+4. tails ``metrics.jsonl``: new epochs go to ``report``, and the writer is told to log them to MLflow
+   (epochs already logged are skipped),
 5. ends the run FINISHED (summary metrics logged) as soon as rank 0 has written DONE -- the job's processes
    take seconds to exit, a reaper thread waits for that instead of the trial -- or FAILED (error tag,
    ``TrialFailed`` raised so Tune can retry); when it is interrupted (Tune stopped the trial, the process
    exits) the job is cancelled and the run ends KILLED.
 
-MLflow going away does not stop any of this: every tracking call goes through ``orchestrator.track.outbox``,
-which keeps what the store did not take and tries it again on a later poll; a DONE trial waits for its
+The proxy imports no MLflow (each proxy is a Ray worker of its own, and MLflow would be most of its memory):
+every tracking call goes to the sweep's one ``orchestrator.track.writer.TrackingWriter`` (``TrialWriter``
+here; a Ray actor, ``orchestrator.run.tune``). MLflow going away does not stop any of this: the writer keeps
+what the store did not take and tries it again (``orchestrator.track.outbox``); a DONE trial waits for its
 records to be in (up to a bound), then ends for Tune anyway and leaves them to ``convsweep resume``.
 
 A sweep being stopped (``convsweep cancel``, or SIGINT/SIGTERM to the driver) is announced by the file
@@ -36,7 +39,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from orchestrator.spec.schema import ExecutorSpec, TrialSpec
 from orchestrator.run.executors.base import Executor, JobHandle, JobState, get_executor, live_job
@@ -44,11 +47,10 @@ from orchestrator.run.sweepdir import SweepDir
 # orchestrator.train.job is light (torch is imported when a job runs). The job's class must live in a module the
 # job process can import cheaply: it is unpickled there, importing its module, and this one imports MLflow.
 from orchestrator.train.job import TrialJob
-from orchestrator.track.outbox import TrackingOutbox, grace_seconds, is_outage
-from orchestrator.track.tracker import Tracker
+from orchestrator.track.outbox import DRIVER_PID_ENV, grace_seconds  # light: MLflow is imported only where an error is judged
 from orchestrator.dirs.trialdir import TrialDir
 
-__all__ = ["TrialContext", "TrialFailed", "run_trial", "cancel_live_jobs"]
+__all__ = ["TrialContext", "TrialFailed", "TrialWriter", "run_trial", "cancel_live_jobs"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,9 +80,22 @@ class TrialContext:
         return cls(**data)
 
 
+class TrialWriter(Protocol):
+    """What the proxy asks of the sweep's MLflow writer (``orchestrator.track.writer.TrackingWriter``), a trial
+    being named by its directory. ``open_trial`` and ``finish`` wait (up to the grace); the others return as soon
+    as the writer has the call."""
+
+    def open_trial(self, spec: dict[str, Any], trial_dir: str, *, uri: str, experiment: str, executor: str,
+                   git: str, env: dict[str, str]) -> str | None: ...
+    def epochs(self, trial_dir: str) -> None: ...
+    def job(self, trial_dir: str, job_id: str, *, restarts: int = 0, log_path: str | None = None) -> None: ...
+    def end(self, trial_dir: str, status: str, error: str | None = None) -> None: ...
+    def finish(self, trial_dir: str) -> bool: ...
+
+
 # Jobs this process follows; ended (cancel + run KILLED) when the process exits without its proxy's
 # ``finally`` having run (Ray terminates a stopped trial's actor without waiting for the trial's thread).
-_LIVE: dict[str, tuple[JobHandle, Tracker, str]] = {}
+_LIVE: dict[str, tuple[JobHandle, TrialWriter, str]] = {}
 _LIVE_LOCK = threading.Lock()
 
 
@@ -89,17 +104,15 @@ def _abandon(key: str) -> None:
         entry = _LIVE.pop(key, None)
     if entry is None:
         return
-    handle, tracker, run_id = entry
+    handle, writer, trial_dir = entry
     if handle.done():
         return
     logger.info("trial %s interrupted: cancelling job %s", key, handle.job_id)
     handle.cancel()
     try:
-        tracker.end(run_id, "KILLED")
-    except Exception as exc:  # noqa: BLE001 - the store is away: the run stays RUNNING, resume takes it up
-        if not is_outage(exc):
-            raise
-        logger.warning("trial %s: run %s not marked KILLED (MLflow unreachable)", key, run_id)
+        writer.end(trial_dir, "KILLED")
+    except Exception:  # noqa: BLE001 - the writer is gone with the driver: the run stays RUNNING, resume takes it up
+        logger.warning("trial %s: run not marked KILLED (the tracking writer is gone)", key, exc_info=True)
 
 
 # Jobs whose trial is DONE but whose processes are still exiting (interpreter teardown takes seconds): the
@@ -171,12 +184,6 @@ def _error_text(td: TrialDir, handle: JobHandle, state: JobState) -> str:
     return text
 
 
-def _note(td: TrialDir, line: str) -> None:
-    """One line of the driver's into the trial's log (``convsweep logs``), stamped."""
-    with open(td.log_path, "a", encoding="utf-8") as f:
-        f.write(f"[convsweep driver {time.strftime('%H:%M:%S')}] {line}\n")
-
-
 def _append_log(td: TrialDir, text: str) -> None:
     with open(td.log_path, "a", encoding="utf-8") as f:
         f.write(f"\n[convsweep driver] trial failed:\n{text.rstrip()}\n")
@@ -187,20 +194,31 @@ def run_trial(
     ctx: TrialContext,
     report: Callable[[dict[str, Any]], None],
     reported_epoch: int = 0,
+    *,
+    writer: TrialWriter,
 ) -> dict[str, Any]:
-    """Run one trial to its end; returns its summary. ``report`` gets every epoch after ``reported_epoch``."""
+    """Run one trial to its end; returns its summary. ``report`` gets every epoch after ``reported_epoch``;
+    ``writer`` records it in MLflow."""
     td = TrialDir.for_trial(ctx.storage_root, spec.sweep, spec.trial_key)
     td.create()
-    td.write_spec(spec.model_dump(mode="json"))
+    spec_data = spec.model_dump(mode="json")
+    td.write_spec(spec_data)
     settings = ExecutorSpec.model_validate(ctx.executor)
-    outbox = TrackingOutbox(spec.trial_key, ctx.tracking_uri, note=lambda line: _note(td, line))
-    tracker, run_id = _open_run(spec, ctx, td, outbox, settings.kind)
+    trial_dir = str(td.path)
+    # The job is submitted only once its run exists (its id is in the trial directory): the writer waits for an
+    # unreachable store up to the grace.
+    if writer.open_trial(spec_data, trial_dir, uri=ctx.tracking_uri, experiment=ctx.experiment,
+                         executor=settings.kind, git=ctx.git,
+                         env={**ctx.env, DRIVER_PID_ENV: str(SweepDir(ctx.storage_root, spec.sweep).driver_pid)}) is None:
+        raise TrialFailed(f"trial {spec.trial_key}: MLflow at {ctx.tracking_uri} unreachable for "
+                          f"{grace_seconds(ctx.env):.0f} s before its job was submitted; nothing ran "
+                          f"(convsweep resume {spec.sweep} runs it)")
     executor = get_executor(settings, ctx.executor_folder)
     _end_stale_job(executor, td)
 
     def pump(reported: int) -> int:
         records = td.read_metrics()
-        outbox.call("epochs", lambda: tracker.log_epochs(run_id, records))
+        writer.epochs(trial_dir)
         for record in records:
             if int(record["epoch"]) > reported:
                 report(record)
@@ -209,33 +227,31 @@ def run_trial(
 
     if td.is_done:  # the job ended while no driver watched it
         pump(reported_epoch)
-        return _finish(spec, ctx, td, tracker, run_id, outbox)
+        return _finish(td, writer)
     stopping = SweepDir(ctx.storage_root, spec.sweep).stopping
     if stopping.exists():  # the sweep is being stopped: start nothing new
-        outbox.call("end", lambda: tracker.end(run_id, "KILLED"))
+        writer.end(trial_dir, "KILLED")
         return {}
 
     td.clear_markers()
     _job_environment(ctx.env)
     try:
-        handle = executor.submit(_trial_job(str(td.path)), name=f"{spec.sweep}-{spec.trial_key}", resources=spec.resources)
+        handle = executor.submit(_trial_job(trial_dir), name=f"{spec.sweep}-{spec.trial_key}", resources=spec.resources)
     except Exception:
-        error = traceback.format_exc()
-        outbox.call("end", lambda: tracker.end(run_id, "FAILED", error))
+        writer.end(trial_dir, "FAILED", traceback.format_exc())
         raise
     td.write_job(settings.kind, handle.job_id, log_path=str(handle.log_path))
     with _LIVE_LOCK:
-        _LIVE[spec.trial_key] = (handle, tracker, run_id)
+        _LIVE[spec.trial_key] = (handle, writer, trial_dir)
     try:
         requeues = handle.requeues
-        outbox.call("job", lambda: tracker.record_job(run_id, handle.job_id, restarts=requeues,
-                                                      log_path=str(handle.log_path)))
+        writer.job(trial_dir, handle.job_id, restarts=requeues, log_path=str(handle.log_path))
         reported, size, failed_since = reported_epoch, -1, None
         while True:
             state = handle.state()  # before reading: lines written before the job ended are then all seen
             if handle.requeues != requeues:  # the scheduler started the same job again (requeue)
-                restarts = requeues = handle.requeues
-                outbox.call("requeue", lambda: tracker.record_job(run_id, handle.job_id, restarts=restarts))
+                requeues = handle.requeues
+                writer.job(trial_dir, handle.job_id, restarts=requeues)
             done = td.is_done  # rank 0 writes DONE last: every metrics line is there
             if td.failed_marker.exists() and not state.is_terminal:
                 # One rank failed; the others may wait for it in a collective until the DDP timeout.
@@ -247,8 +263,6 @@ def run_trial(
             if new_size != size or state.is_terminal or done:
                 size = new_size
                 reported = pump(reported)
-            elif outbox.pending:  # the store was away: try again (every few seconds, not every poll)
-                outbox.flush()
             if state.is_terminal or done:
                 break
             time.sleep(ctx.poll_seconds)
@@ -257,67 +271,22 @@ def run_trial(
                 _LIVE.pop(spec.trial_key, None)
             if not handle.done():
                 _reap_later(handle)
-            return _finish(spec, ctx, td, tracker, run_id, outbox)
+            return _finish(td, writer)
         if stopping.exists() and state == JobState.CANCELLED:  # cancelled with the sweep: not a failure
-            outbox.call("end", lambda: tracker.end(run_id, "KILLED"))
+            writer.end(trial_dir, "KILLED")
             return {}
         error = _error_text(td, handle, state)
         if not td.failure:  # the trainer logged its own traceback to job.log; this failure came from outside
             _append_log(td, error)
         # not waited for: Tune retries the trial, which finds the same run (still RUNNING if this is lost)
-        outbox.call("end", lambda: tracker.end(run_id, "FAILED", error))
+        writer.end(trial_dir, "FAILED", error)
         last = [line for line in error.strip().splitlines() if line.strip()]
         raise TrialFailed(f"trial {spec.trial_key}: {last[-1] if last else state.value}")
     finally:
         _abandon(spec.trial_key)
 
 
-def _open_run(spec: TrialSpec, ctx: TrialContext, td: TrialDir, outbox: TrackingOutbox, executor: str
-              ) -> tuple[Tracker, str]:
-    """The trial's tracker and run. The job is submitted only once its run exists (its id is in the trial
-    directory), so an unreachable store is waited for here, up to the grace."""
-    opened: list[tuple[Tracker, str]] = []
-    kind = "evaluate" if spec.evaluate_source else "train"
-
-    def open_run() -> None:
-        # few attempts per call: the outbox tries again itself, and logs the outage once
-        tracker = Tracker(ctx.tracking_uri, ctx.experiment, spec.sweep, connect_attempts=1)
-        opened.append((tracker, tracker.ensure_run(spec, td, executor=executor, git=ctx.git, kind=kind)))
-
-    grace = grace_seconds(ctx.env)
-    if not outbox.call("open", open_run) and not outbox.deliver(grace):
-        raise TrialFailed(f"trial {spec.trial_key}: MLflow at {ctx.tracking_uri} unreachable for {grace:.0f} s "
-                          f"before its job was submitted; nothing ran (convsweep resume {spec.sweep} runs it)")
-    return opened[-1]
-
-
-DRIVER_FAULT_ENV = "CONVSWEEP_DRIVER_FAULT"  # tests: "kill_after_summary" (see _driver_fault)
-
-
-def _driver_fault(ctx: TrialContext, sweep: str, point: str) -> None:
-    """Test hook: at ``point``, SIGKILL the driver (its pid file) and this proxy, as a power cut would."""
-    if ctx.env.get(DRIVER_FAULT_ENV) != point:
-        return
-    import signal
-
-    fields = SweepDir(ctx.storage_root, sweep).driver_pid.read_text(encoding="utf-8").split()
-    logger.warning("%s=%s: killing the driver (pid %s) and this proxy", DRIVER_FAULT_ENV, point, fields[0])
-    os.kill(int(fields[0]), signal.SIGKILL)
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _finish(spec: TrialSpec, ctx: TrialContext, td: TrialDir, tracker: Tracker, run_id: str,
-            outbox: TrackingOutbox) -> dict[str, Any]:
-    summary = td.read_summary() or {}
-
-    def record() -> None:  # every step is idempotent: retried whole after an outage
-        tracker.log_summary(run_id, summary)
-        _driver_fault(ctx, spec.sweep, "kill_after_summary")
-        tracker.log_artifacts(run_id, td.path / "analysis", "analysis")  # orchestrator.train.analysis's maps, plots
-        tracker.end(run_id, "FINISHED")
-
-    grace = grace_seconds(ctx.env)
-    if not outbox.call("finish", record) and not outbox.deliver(grace):
-        outbox.say(f"MLflow at {ctx.tracking_uri} unreachable for {grace:.0f} s; the trial ends with its summary "
-                   f"and its records stay in {td.path}: `convsweep resume {spec.sweep}` delivers them")
-    return summary
+def _finish(td: TrialDir, writer: TrialWriter) -> dict[str, Any]:
+    """The summary, once the writer has recorded it (or waited the grace for an unreachable store)."""
+    writer.finish(str(td.path))
+    return td.read_summary() or {}

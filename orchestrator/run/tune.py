@@ -5,20 +5,18 @@ One Tune trial per convsweep trial (a grid search over the pending trials), conc
 metric (``time_attr="epoch"``); ``FailureConfig(max_failures)`` retries a trial whose job failed.
 
 The trainable is a thin proxy around ``orchestrator.run.proxy.run_trial``: the training runs in the job's own
-processes (launched through the executor), the proxy only follows the trial directory. Every epoch it reports
+processes (launched through the executor), the proxy only follows the trial directory, and it imports no MLflow:
+its tracking calls go to the sweep's one writer, a Ray actor (``orchestrator.run.writerhost``). Every epoch it reports
 to Tune comes with a tiny ``tune.Checkpoint`` holding the epoch, so a retried or restored trial reports only
 epochs Tune has not seen.
 
-How a function trainable stops in Ray 2.60 (``ray/train/_internal/session.py``,
-``ray/tune/execution/tune_controller.py``): results are reported synchronously -- ``tune.report`` queues the
-result and blocks until Tune asks for the next one, so while Tune decides the proxy does not poll (the job
-trains on). A result carrying a checkpoint is saved first; the scheduler's decision waits for that save, then a
-STOP calls the callbacks' ``on_trial_complete`` and terminates the actor: its ``stop()`` sets the session's
-stop event and returns without waiting for the trial's thread (``finish(timeout=0)``), ``tune.report`` raises
-``SystemExit(0)`` in that thread, and the actor may exit while the proxy's ``finally`` is still cancelling.
-So the driver ends the job of a trial ASHA stopped itself, from ``on_trial_complete`` (``orchestrator.run.driver``,
-in a thread of its own so Tune's loop does not wait for the cancel); the proxy's ``finally`` and its ``atexit``
-handler are a second line. A stop lands at the earliest when Tune has processed the epoch that triggered it.
+How a function trainable stops in Ray 2.60 (``ray/train/_internal/session.py``, ``tune_controller.py``):
+``tune.report`` blocks until Tune asks for the next result (while Tune decides, the job trains on); a STOP
+calls the callbacks' ``on_trial_complete`` and terminates the actor without waiting for the trial's thread
+(``tune.report`` raises ``SystemExit(0)`` there), so the actor may exit while the proxy's ``finally`` is still
+cancelling. The driver therefore ends the job of a trial ASHA stopped itself, from ``on_trial_complete``
+(``orchestrator.run.driver``, in a thread of its own); the proxy's ``finally`` and its ``atexit`` handler are a
+second line. A stop lands at the earliest when Tune has processed the epoch that triggered it.
 """
 
 from __future__ import annotations
@@ -31,7 +29,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import ray
 from ray import tune
@@ -39,53 +37,17 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 
 from orchestrator.spec.schema import SweepSpec, TrialSpec
 from orchestrator.run.proxy import TrialContext, run_trial
+from orchestrator.run.rayquiet import (RAY_ENV as _RAY_ENV, RAY_TUNE_LOGGER as _RAY_TUNE_LOGGER,  # noqa: F401
+                                       SignalWarningFilter as _SignalWarningFilter, quiet_ray_advice as _quiet_ray_advice)
 from orchestrator.run.sweepdir import SweepDir
+from orchestrator.run.progress import ProgressSink  # rich: loaded by ray.tune anyway
+from orchestrator.run.writerhost import WriterHost
 
-__all__ = ["TuneOutcome", "ProgressSink", "experiment_path", "can_restore", "init_ray", "run_tune", "start_ray_early"]
+__all__ = ["TuneOutcome", "experiment_path", "can_restore", "init_ray", "run_tune", "start_ray_early"]
 
 logger = logging.getLogger(__name__)
 
 _PROGRESS_FILE = "progress.json"
-# Quiet, local, no token file in ~/.ray, no usage reporting; Tune's strict metric check off
-# (evaluation epochs may lack the metric when eval_every > 1).
-_RAY_ENV = {
-    "RAY_AUTH_MODE": "disabled",
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_CHDIR_TO_TRIAL_DIR": "0",
-    # each reported epoch carries a checkpoint: a snapshot every `num_to_keep` of them is intended
-    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
-    "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
-    "RAY_AIR_NEW_OUTPUT": "0",
-    # SIGINT/SIGTERM are the driver's (orchestrator.run.driver): it cancels the jobs first, then stops Tune through
-    # the SIGUSR1 handler Tune installs while it runs
-    "TUNE_DISABLE_SIGINT_HANDLER": "1",
-}
-
-
-class _DropRayAdvice(logging.Filter):
-    """Ray's own way on after an interruption (``Tuner.restore(path=..., trainable=...)``, "Trials did not
-    complete: [...]"; ``ray/tune/tune.py``) is not the user's: the driver prints ``convsweep resume`` and counts
-    the trials itself (``orchestrator.cli``)."""
-
-    _ADVICE = ("Resume experiment with:", "Resume training with:", "Trials did not complete")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not any(text in message for text in self._ADVICE)
-
-
-_RAY_TUNE_LOGGER = "ray.tune.tune"  # where tune.run logs them (Ray 2.x), whatever logging Ray configures
-
-
-def _quiet_ray_advice() -> None:
-    logger_ = logging.getLogger(_RAY_TUNE_LOGGER)
-    if not any(isinstance(f, _DropRayAdvice) for f in logger_.filters):
-        logger_.addFilter(_DropRayAdvice())
-
-
-class ProgressSink(Protocol):
-    def epoch(self, key: str, epoch: int, record: dict[str, Any]) -> None: ...
-    def trial_end(self, key: str, ok: bool) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -103,14 +65,6 @@ def experiment_path(sweep: SweepSpec) -> Path:
 def can_restore(sweep: SweepSpec) -> bool:
     path = experiment_path(sweep)
     return path.is_dir() and tune.Tuner.can_restore(str(path))
-
-
-class _SignalWarningFilter(logging.Filter):
-    """Drops Ray's warning that a ``ray.init`` off the main thread sets no SIGTERM handler: the driver's
-    signals are its own (``orchestrator.run.driver``), Ray's handler would only be replaced."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("SIGTERM handler is not set")
 
 
 _INIT_LOCK = threading.Lock()
@@ -133,6 +87,9 @@ def start_ray_early() -> None:
     def start() -> None:
         try:
             started.append(_start_ray())
+            _start_writer()  # its process starts (and imports MLflow) while the driver reads the store
+        except Exception:  # noqa: BLE001 - run_tune starts what is missing; this thread must live on (below)
+            logger.exception("starting Ray early failed")
         finally:
             done.set()
         threading.Event().wait()  # see the docstring: this thread must outlive Ray's processes
@@ -178,6 +135,34 @@ def _start_ray() -> bool:
 
 
 # -- the trainable -------------------------------------------------------------------------------------------
+_WRITER = "convsweep-tracking-writer"  # the actor's name in the driver's namespace, where the trials run too
+
+
+class _WriterClient:
+    """The proxy's side of the writer actor (``proxy.TrialWriter``): each call waits until the writer has it,
+    so one trial's calls reach it in their order (a threaded actor runs calls concurrently)."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        return lambda *args, **kwargs: ray.get(self._handle.call.remote(method, *args, **kwargs))
+
+
+def _start_writer() -> Any:
+    """The sweep's writer actor (the one ``start_ray_early`` started, if it did). num_cpus=0: it waits on
+    MLflow; each proxy waiting in open_trial or finish holds one of its threads (idle threads cost no CPU)."""
+    actor = ray.remote(WriterHost).options(name=_WRITER, get_if_exists=True, num_cpus=0, max_concurrency=256)
+    return actor.remote()
+
+
+def _stop_writer(handle: Any) -> None:
+    try:  # the trials that still owe records (the store is away) are counted by the driver, resume delivers them
+        ray.get(handle.call.remote("drain"))
+    finally:
+        ray.kill(handle)
+
+
 def _proxy(config: dict[str, Any], ctx: dict[str, Any]) -> None:
     spec = TrialSpec.model_validate(config["trial"]["spec"])
     context = TrialContext.from_dict(ctx)
@@ -194,7 +179,7 @@ def _proxy(config: dict[str, Any], ctx: dict[str, Any]) -> None:
             (Path(d) / _PROGRESS_FILE).write_text(json.dumps({"epoch": metrics["epoch"], "key": spec.trial_key}))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
-    run_trial(spec, context, report, reported)
+    run_trial(spec, context, report, reported, writer=_WriterClient(ray.get_actor(_WRITER)))
 
 
 def _trainable(ctx: TrialContext) -> Any:
@@ -296,6 +281,7 @@ def run_tune(
     _quiet_ray_advice()
     started = init_ray()
     _SINK, _ON_COMPLETE = progress, on_complete
+    writer = _start_writer()
     try:
         if restore:
             tuner = tune.Tuner.restore(
@@ -307,6 +293,7 @@ def run_tune(
         grid = tuner.fit()
     finally:
         _SINK, _ON_COMPLETE = None, None
+        _stop_writer(writer)
         if started:
             ray.shutdown()
     outcomes = []

@@ -1,6 +1,7 @@
 """MLflow: probing a tracking store (``store``), writing a trial's records (``tracker``), keeping them through an
-outage (``outbox``) and reading runs back (``query``: MLflow's API for any store, ``sqlitecolumns``: the few
-columns a table needs straight from a SQLite store, without MLflow).
+outage (``outbox``), the sweep's one writer that makes every trial's MLflow calls (``writer``) and reading runs
+back (``query``: MLflow's API for any store, ``sqlitecolumns``: the few columns a table or a reuse lookup needs
+straight from a SQLite store, without MLflow).
 
 May import: ``spec``, ``dirs`` and MLflow (lazily where a light caller only needs a URI or a tag name).
 """

@@ -1,7 +1,8 @@
-"""What a trial's proxy still owes MLflow while the tracking store is away.
+"""What a trial still owes MLflow while the tracking store is away.
 
 The proxy (``orchestrator.run.proxy``) keeps following its job through an outage: training needs nothing of
-MLflow, and the trial directory keeps every record. Each tracking call goes through ``TrackingOutbox``:
+MLflow, and the trial directory keeps every record. The sweep's one writer (``orchestrator.track.writer``)
+keeps one ``TrackingOutbox`` per trial, and each of the trial's tracking calls goes through it:
 a call that fails because the store is unreachable is remembered (one log line when the outage starts, one
 when it ends) and tried again on a later poll; every call is idempotent (epochs already logged are skipped,
 summary metrics already there are not logged again, tags and statuses are set to values), so trying again
@@ -18,12 +19,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import requests
-from mlflow.exceptions import MlflowException
-
 from orchestrator.track.store import is_unreachable_error
 
 __all__ = ["GRACE_ENV", "TrackingOutbox", "grace_seconds", "is_outage"]
+
+# the test hook CONVSWEEP_DRIVER_FAULT (orchestrator.track.writer) kills the driver: the proxy names its pid file here
+DRIVER_PID_ENV = "CONVSWEEP_DRIVER_PID_FILE"
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,10 @@ def grace_seconds(env: dict[str, str]) -> float:
 
 def is_outage(exc: BaseException) -> bool:
     """An error that means "the store is not there now" (retry later), not "this request is wrong"."""
+    # imported here: the proxies read ``grace_seconds`` from this module and must not load MLflow
+    import requests
+    from mlflow.exceptions import MlflowException
+
     if isinstance(exc, (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError)):
         return True
     return isinstance(exc, MlflowException) and is_unreachable_error(exc)
@@ -60,6 +65,7 @@ class TrackingOutbox:
         self.trial_key, self.uri = trial_key, uri
         self._note = note  # also write the outage's lines here (the trial's job.log: Ray keeps worker logs)
         self.down_since: float | None = None
+        self.error: BaseException | None = None  # the latest outage's
         self._pending: dict[str, Callable[[], Any]] = {}  # by name: a newer call replaces an older one
         self._next_try = 0.0
 
@@ -67,11 +73,25 @@ class TrackingOutbox:
     def pending(self) -> bool:
         return bool(self._pending)
 
+    @property
+    def due(self) -> bool:
+        """Something is pending and its next attempt is due."""
+        return bool(self._pending) and time.monotonic() >= self._next_try
+
     def call(self, name: str, fn: Callable[[], Any]) -> bool:
         """Run ``fn`` now (after anything still pending, in order); keep it for later if the store is away."""
+        self.keep(name, fn)
+        return self.flush(force=True)
+
+    def keep(self, name: str, fn: Callable[[], Any]) -> None:
+        """Queue ``fn`` behind what is pending without trying it (the store is known to be away)."""
         self._pending.pop(name, None)
         self._pending[name] = fn
-        return self.flush(force=True)
+
+    def went_down(self, exc: BaseException) -> None:
+        """Another trial's call found the store away: count this one's outage too, try again later."""
+        self._went_down(exc)
+        self._next_try = time.monotonic() + RETRY_SECONDS
 
     def flush(self, force: bool = False) -> bool:
         """Try what is pending (at most every ``RETRY_SECONDS`` unless ``force``); True when nothing is left."""
@@ -83,8 +103,7 @@ class TrackingOutbox:
             except Exception as exc:  # noqa: BLE001 - only an outage is kept; anything else is raised
                 if not is_outage(exc):
                     raise
-                self._went_down(exc)
-                self._next_try = time.monotonic() + RETRY_SECONDS
+                self.went_down(exc)
                 return False
             del self._pending[name]
         if self.down_since is not None:
@@ -108,6 +127,7 @@ class TrackingOutbox:
         return True
 
     def _went_down(self, exc: BaseException) -> None:
+        self.error = exc
         if self.down_since is None:
             self.down_since = time.monotonic()
             first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)

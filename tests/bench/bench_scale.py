@@ -17,7 +17,10 @@ that scheduling latency is measured too. Printed per N:
   of SLURM commands;
 - scheduling latency: from a trial's job end (its DONE marker) to the next trial's job submission
   (``job.json``), median and max;
-- MLflow rows written per second (metrics, params, tags), over the sweep's wall time.
+- MLflow rows written per second (metrics, params, tags), over the sweep's wall time;
+- first, the floor of "one Ray worker per trial" (``scale_floor.py``, in a process of its own): the PSS of a Ray
+  Tune function-trial worker that imports nothing and sleeps, of one that loads what the proxy loads, and of
+  one that also opens MLflow (each proxy did, before the sweep's one writer).
 
 Run:  cd /work/main && .venv/bin/python tests/bench/bench_scale.py [--trials 8,32,64] [--poll-seconds 15]
 Needs root (the SLURM daemons); stops the bench cluster at the end unless --keep-cluster.
@@ -26,6 +29,7 @@ Needs root (the SLURM daemons); stops the bench cluster at the end unless --keep
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sqlite3
@@ -184,8 +188,10 @@ def main() -> int:
     parser.add_argument("--epoch-seconds", type=float, default=3.0)
     parser.add_argument("--poll-seconds", type=float, default=15.0, help="executor.slurm.poll_seconds")
     parser.add_argument("--keep-cluster", action="store_true")
+    parser.add_argument("--no-floor", action="store_true", help="skip the bare-worker measurement")
     args = parser.parse_args()
     counts = [int(x) for x in args.trials.split(",")]
+    floor = {} if args.no_floor else measure_floor()
     os.environ["SLURM_CONF"] = start_cluster(cpus=max(counts))
     # the proxies (Ray workers, started by this process) submit the load generator; its module is found on
     # PYTHONPATH and pickled by value, so the jobs need only the package
@@ -229,8 +235,17 @@ def main() -> int:
                   f"{GOAL_MB_PER_TRIAL:.0f} MB: {'met' if growth <= GOAL_MB_PER_TRIAL else 'NOT met'}")
     per_trial = [r["pss"] / max(1, r["most_running"]) for r in rows]
     print(f"  {'PSS per running trial (total / at most) [MB]':44s} " + " ".join(f"{v:9.1f}" for v in per_trial))
+    for variant, (pss, rss) in floor.items():
+        print(f"  one Tune trial worker at rest, {variant:6s} PSS / RSS [MB] {pss:9.0f} {rss:9.0f}"
+              + ("   (the floor of one Ray worker per trial)" if variant == "bare" else ""))
     print(f"  load average at the end: {os.getloadavg()[0]:.1f}")
     return 0
+
+
+def measure_floor() -> dict[str, tuple[float, float]]:
+    out = subprocess.run([sys.executable, str(HERE / "scale_floor.py")], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])})
+    return json.loads(next(line for line in out.stdout.splitlines() if line.startswith("{")))
 
 
 if __name__ == "__main__":
