@@ -139,7 +139,7 @@ def cancel_live_jobs() -> None:
     """Cancel every job this process follows and mark their runs KILLED.
 
     Jobs of DONE trials are left to exit on their own (cancelling one would record a finished SLURM job as
-    CANCELLED); the driver ends any that linger (``orchestrator.run.driver``).
+    CANCELLED); the driver ends any that linger (``orchestrator.run.session``).
     """
     for key in list(_LIVE):
         _abandon(key)

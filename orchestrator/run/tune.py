@@ -4,19 +4,15 @@ One Tune trial per convsweep trial (a grid search over the pending trials), conc
 ``tune.max_concurrent_trials`` and, for local jobs, by this machine's cores; FIFO or ASHA on the reported
 metric (``time_attr="epoch"``); ``FailureConfig(max_failures)`` retries a trial whose job failed.
 
-The trainable is a thin proxy around ``orchestrator.run.proxy.run_trial``: the training runs in the job's own
-processes (launched through the executor), the proxy only follows the trial directory, and it imports no MLflow:
-its tracking calls go to the sweep's one writer, a Ray actor (``orchestrator.run.writerhost``). Every epoch it reports
-to Tune comes with a tiny ``tune.Checkpoint`` holding the epoch, so a retried or restored trial reports only
-epochs Tune has not seen.
+The trainable is a thin proxy around ``orchestrator.run.proxy.run_trial``: the job trains in its own processes,
+the proxy follows the trial directory and imports no MLflow (its records go to the sweep's one writer, a Ray
+actor: ``orchestrator.run.writerhost``). Each epoch it reports comes with a tiny ``tune.Checkpoint`` holding the
+epoch, so a retried or restored trial reports only epochs Tune has not seen.
 
-How a function trainable stops in Ray 2.60 (``ray/train/_internal/session.py``, ``tune_controller.py``):
-``tune.report`` blocks until Tune asks for the next result (while Tune decides, the job trains on); a STOP
-calls the callbacks' ``on_trial_complete`` and terminates the actor without waiting for the trial's thread
-(``tune.report`` raises ``SystemExit(0)`` there), so the actor may exit while the proxy's ``finally`` is still
-cancelling. The driver therefore ends the job of a trial ASHA stopped itself, from ``on_trial_complete``
-(``orchestrator.run.driver``, in a thread of its own); the proxy's ``finally`` and its ``atexit`` handler are a
-second line. A stop lands at the earliest when Tune has processed the epoch that triggered it.
+How a function trainable stops in Ray 2.60 (``ray/train/_internal/session.py``, ``tune_controller.py``): a STOP
+calls the callbacks' ``on_trial_complete`` and ends the actor without waiting for the trial's thread, so the
+driver ends the job of a trial ASHA stopped itself from ``on_trial_complete`` (``orchestrator.run.session``);
+the proxy's ``finally`` and ``atexit`` handler are a second line. A stop lands once Tune processed its epoch.
 """
 
 from __future__ import annotations
@@ -26,9 +22,9 @@ import logging
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import ray
@@ -37,8 +33,7 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 
 from orchestrator.spec.schema import SweepSpec, TrialSpec
 from orchestrator.run.proxy import TrialContext, run_trial
-from orchestrator.run.rayquiet import (RAY_ENV as _RAY_ENV, RAY_TUNE_LOGGER as _RAY_TUNE_LOGGER,  # noqa: F401
-                                       SignalWarningFilter as _SignalWarningFilter, quiet_ray_advice as _quiet_ray_advice)
+from orchestrator.run.rayquiet import RAY_ENV, SignalWarningFilter, quiet_ray_advice
 from orchestrator.run.sweepdir import SweepDir
 from orchestrator.run.progress import ProgressSink  # rich: loaded by ray.tune anyway
 from orchestrator.run.writerhost import WriterHost
@@ -113,11 +108,11 @@ def init_ray() -> bool:
 
 
 def _start_ray() -> bool:
-    for key, value in _RAY_ENV.items():
+    for key, value in RAY_ENV.items():
         os.environ.setdefault(key, value)
     if ray.is_initialized():
         return False
-    logging.getLogger("ray._private.worker").addFilter(_SignalWarningFilter())
+    logging.getLogger("ray._private.worker").addFilter(SignalWarningFilter())
     # Only what the driver needs: no dashboard, no log forwarding (trials log into their directories),
     # this machine's cores (the trials' proxies ask for 0.001 CPU each; the jobs run elsewhere).
     ray.init(
@@ -278,7 +273,7 @@ def run_tune(
     ``on_complete(trial_key)`` is called in this process whenever Tune ends a trial without an error.
     """
     global _SINK, _ON_COMPLETE
-    _quiet_ray_advice()
+    quiet_ray_advice()
     started = init_ray()
     _SINK, _ON_COMPLETE = progress, on_complete
     writer = _start_writer()

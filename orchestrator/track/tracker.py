@@ -40,9 +40,8 @@ T = TypeVar("T")
 def git_commit(cwd: str | Path | None = None) -> str:
     """The commit of the code that drives the sweep ("unknown" outside a git checkout)."""
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
-        )
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10,
+                             check=True)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return out.stdout.strip() or "unknown"
@@ -131,12 +130,8 @@ class Tracker:
         found: list[Any] = []
         token = None
         while True:
-            page = self._call(
-                lambda: self.client.search_runs(
-                    [self.experiment_id], query, ViewType.ACTIVE_ONLY, max_results=1000, page_token=token
-                ),
-                "search runs",
-            )
+            page = self._call(lambda: self.client.search_runs([self.experiment_id], query, ViewType.ACTIVE_ONLY,
+                                                              max_results=1000, page_token=token), "search runs")
             found.extend(page)
             token = page.token
             if not token:
@@ -278,8 +273,10 @@ class Tracker:
         # replayed after a crash between this call and the run's end: log only the (key, step) not there yet
         there = self._call(lambda: self.client.get_run(run_id), "get run").data.metrics
         metrics = [m for m in metrics if m.key not in there or step not in self._steps(run_id, m.key)]
-        if metrics:
-            self._call(lambda: self.client.log_batch(run_id, metrics=metrics), "log summary")
+        backend = summary.get("data_backend")  # the loader `auto` chose (orchestrator.dirs.trialdir)
+        tags = [RunTag(f"{TAG}data_backend", backend)] if isinstance(backend, str) else []
+        if metrics or tags:
+            self._call(lambda: self.client.log_batch(run_id, metrics=metrics, tags=tags), "log summary")
 
     def _steps(self, run_id: str, key: str) -> set[int]:
         return {int(m.step) for m in self._call(lambda: self.client.get_metric_history(run_id, key), "history")}

@@ -256,7 +256,7 @@ def test_interrupted_summary_counts_the_trials_never_started(recorded: list[Tria
 def test_rays_restore_advice_does_not_reach_the_user(caplog: pytest.LogCaptureFixture) -> None:
     import ray.tune.tune as ray_tune_module
 
-    from orchestrator.run.tune import _RAY_TUNE_LOGGER, _quiet_ray_advice
+    from orchestrator.run.rayquiet import RAY_TUNE_LOGGER as _RAY_TUNE_LOGGER, quiet_ray_advice as _quiet_ray_advice
 
     assert ray_tune_module.logger.name == _RAY_TUNE_LOGGER  # where the installed Ray logs its advice
     _quiet_ray_advice()

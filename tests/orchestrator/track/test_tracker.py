@@ -93,7 +93,8 @@ def test_status_summary_and_error(tmp_path: Path, uri: str) -> None:
     ok, bad = _spec(0), _spec(1)
     ok_id = tracker.ensure_run(ok, _trial_dir(tmp_path, ok), executor="local", git="g")
     bad_id = tracker.ensure_run(bad, _trial_dir(tmp_path, bad), executor="local", git="g")
-    tracker.log_summary(ok_id, {"best_val_top1": 55.0, "final_val_top1": 50.0, "folded_params": 270000, "epochs": 3})
+    tracker.log_summary(ok_id, {"best_val_top1": 55.0, "final_val_top1": 50.0, "folded_params": 270000, "epochs": 3,
+                                "data_backend": "dali-cpu"})
     tracker.end(ok_id, "FINISHED")
     trace = "Traceback (most recent call last):\n  File x\nRuntimeError: injected crash at epoch 1"
     tracker.end(bad_id, "FAILED", error=trace)
@@ -101,6 +102,7 @@ def test_status_summary_and_error(tmp_path: Path, uri: str) -> None:
     ok_run, bad_run = client.get_run(ok_id), client.get_run(bad_id)
     assert ok_run.info.status == "FINISHED" and ok_run.data.metrics["best_val_top1"] == 55.0
     assert ok_run.data.metrics["folded_params"] == 270000
+    assert ok_run.data.tags["convsweep.data_backend"] == "dali-cpu"  # the loader `auto` chose, as a tag
     assert bad_run.info.status == "FAILED"
     assert bad_run.data.tags["convsweep.error"].splitlines()[0] == "RuntimeError: injected crash at epoch 1"
     assert "Traceback" in bad_run.data.tags["convsweep.error"]
