@@ -36,6 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("names", help="every name a sweep file may use (methods and their knobs, models, datasets, "
                    "backends, optimisers, schedules, GPU types), each with what it is")
+    def reading_runs(name: str, help: str) -> argparse.ArgumentParser:
+        """A command that reads a sweep's recorded runs: from a file or a recorded sweep, from any store."""
+        sp = sub.add_parser(name, help=help)
+        sp.add_argument("sweep", metavar="FILE|SWEEP")
+        with_root(sp)
+        with_profile(sp)
+        sp.add_argument("--tracking-uri", help="read runs from this MLflow URI instead of the sweep's")
+        return sp
+
     sp = sub.add_parser("validate", help="check a sweep file")
     sp.add_argument("file")
     with_profile(sp)
@@ -67,34 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--restart-errored", action="store_true", help="run errored trials again")
     sp.add_argument("--no-progress", action="store_true")
     sp.add_argument("--no-reuse", action="store_true", help="as for sweep")
-    sp = sub.add_parser("table", help="the results table of a sweep (file or recorded sweep name)")
-    sp.add_argument("sweep", metavar="FILE|SWEEP")
-    with_root(sp)
-    with_profile(sp)
+    sp = reading_runs("table", "the results table of a sweep (file or recorded sweep name)")
     sp.add_argument("--format", default="md", help="md (default), csv, latex or html (orchestrator.tables.render)")
-    sp.add_argument("--tracking-uri", help="read runs from this MLflow URI instead of the sweep's")
     sp.add_argument("--runs", metavar="EXPORT", help="read runs from a `convsweep export` file (no MLflow)")
-    sp = sub.add_parser("export", help="write every run of a sweep (params, per-epoch metrics) to one file")
-    sp.add_argument("sweep", metavar="FILE|SWEEP")
-    with_root(sp)
-    with_profile(sp)
+    sp = reading_runs("export", "write every run of a sweep (params, per-epoch metrics) to one file")
     sp.add_argument("--out", help="output file, .jsonl (default) or .csv (default: <sweep>-runs.jsonl)")
-    sp.add_argument("--tracking-uri", help="read runs from this MLflow URI instead of the sweep's")
-    sp = sub.add_parser("figure", help="draw the figure of a sweep's `figure:` section (or a bar chart of its "
-                        "table) as PNG, SVG and PDF")
-    sp.add_argument("sweep", metavar="FILE|SWEEP")
-    with_root(sp)
-    with_profile(sp)
+    sp = reading_runs("figure", "draw the figure of a sweep's `figure:` section (or a bar chart of its "
+                  "table) as PNG, SVG and PDF")
     sp.add_argument("--out", default="figures", help="output folder (default: figures); files <sweep>.<format>")
-    sp.add_argument("--tracking-uri", help="read runs from this MLflow URI instead of the sweep's")
     sp.add_argument("--runs", metavar="EXPORT", help="read runs from a `convsweep export` file (no MLflow)")
-    sp = sub.add_parser("report", help="one self-contained HTML page of a sweep (table, figure, status, "
-                        "per-trial pictures, MLflow links), also logged to MLflow")
-    sp.add_argument("sweep", metavar="FILE|SWEEP")
-    with_root(sp)
-    with_profile(sp)
+    sp = reading_runs("report", "one self-contained HTML page of a sweep (table, figure, status, "
+                  "per-trial pictures, MLflow links), also logged to MLflow")
     sp.add_argument("--out", help="output file (default: <storage root>/<sweep>/report.html)")
-    sp.add_argument("--tracking-uri", help="read runs from this MLflow URI instead of the sweep's")
     sp.add_argument("--mlflow-ui", help="the MLflow UI's address for the run links (default: the tracking "
                     "server, or http://127.0.0.1:5000 as `mlflow ui` serves)")
     sp.add_argument("--no-log", action="store_true", help="do not log the report to MLflow")
