@@ -6,8 +6,10 @@ command to the start of the trial's first step (the metrics line's mtime minus i
 command's exit, and the driver's own account of its start-up (the ``startup:`` lines it logs at DEBUG level:
 when Ray was up, when the first trial's job was submitted).
 
-Run:  cd /work/main && .venv/bin/python tests/bench/bench_startup.py [--repeats 3] [--code DIR]
-(``--code DIR`` measures another checkout of the package, e.g. a ``git archive main`` copy, for before/after.)
+Run:  cd /work/main && .venv/bin/python tests/bench/bench_startup.py [--repeats 3] [--code DIR] [--against OLD]
+(``--code DIR`` measures another checkout of the package; ``--against OLD`` also measures OLD, e.g. a
+``git archive main`` copy, alternating with DIR run by run so both see the same load, and prints both.)
+CPU seconds are those of the command and the processes it waited for (Ray's, the job's), from ``getrusage``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -40,17 +43,35 @@ def measure(code: Path) -> dict[str, float]:
         "tune": {"max_concurrent_trials": 1, "max_failures": 0},
     }))  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(code)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.time()
     done = subprocess.run([sys.executable, "-m", "orchestrator.cli", "sweep", str(sweep)], cwd=work, env=env,
                           capture_output=True, text=True, check=False)
     end = time.time()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     if done.returncode != 0:
         raise RuntimeError(f"convsweep sweep failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     (trial,) = [p for p in (work / "runs" / "bench-startup").iterdir() if (p / "metrics.jsonl").exists()]
     metrics = trial / "metrics.jsonl"
     seconds = float(json.loads(metrics.read_text().splitlines()[0])["epoch_seconds"])
     return {"first_step": os.path.getmtime(metrics) - seconds - start, "exit": end - start,
-            "submitted": os.path.getmtime(trial / "job.json") - start}
+            "submitted": os.path.getmtime(trial / "job.json") - start, "cpu": cpu}
+
+
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def _print(code: Path, rows: list[dict[str, float]]) -> None:
+    print(f"code {code}:")
+    for label, key in (("launch -> job submitted [s]", "submitted"), ("launch -> first training step [s]",
+                                                                      "first_step"), ("launch -> exit [s]", "exit"),
+                       ("CPU seconds (all processes)", "cpu")):
+        values = [row[key] for row in rows]
+        print(f"  {label:36s} " + " ".join(f"{v:7.2f}" for v in values) + f"   median {_median(values):6.2f}")
+    best = _median([row["first_step"] for row in rows])
+    print(f"  first step, median / goal of {GOAL_SECONDS:.0f} s: {best / GOAL_SECONDS:.2f}")
 
 
 def main() -> int:
@@ -58,16 +79,18 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--code", type=Path, default=Path(__file__).resolve().parents[2],
                         help="the checkout whose orchestrator to run (default: this one)")
+    parser.add_argument("--against", type=Path, default=None,
+                        help="another checkout to measure too, alternating with --code (e.g. the code before a change)")
     args = parser.parse_args()
-    print(f"start-up benchmark: one-trial local sweep, code {args.code} ({os.cpu_count()} cores, "
+    codes = [c.resolve() for c in ([args.against] if args.against else []) + [args.code]]
+    print(f"start-up benchmark: one-trial local sweep ({os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.1f} at start)")
-    rows = [measure(args.code.resolve()) for _ in range(args.repeats)]
-    for label, key in (("launch -> job submitted [s]", "submitted"), ("launch -> first training step [s]",
-                                                                      "first_step"), ("launch -> exit [s]", "exit")):
-        values = [row[key] for row in rows]
-        print(f"  {label:36s} " + " ".join(f"{v:7.2f}" for v in values) + f"   median {sorted(values)[len(values) // 2]:6.2f}")
-    best = sorted(row["first_step"] for row in rows)[len(rows) // 2]
-    print(f"  first step, median / goal of {GOAL_SECONDS:.0f} s: {best / GOAL_SECONDS:.2f}")
+    rows: dict[Path, list[dict[str, float]]] = {code: [] for code in codes}
+    for _ in range(args.repeats):
+        for code in codes:  # alternating: a change in the machine's load hits both alike
+            rows[code].append(measure(code))
+    for code in codes:
+        _print(code, rows[code])
     print(f"  load average at the end: {os.getloadavg()[0]:.1f}")
     return 0
 
