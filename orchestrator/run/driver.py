@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator.run.executors.base import available_executors
 from orchestrator.run.session import SweepResult, run_pending
@@ -31,8 +32,12 @@ from orchestrator.spec.expand import expand
 from orchestrator.run.preflight import load_sweep
 from orchestrator.spec.errors import ConfigError, Problem
 from orchestrator.spec.schema import SweepSpec, TrialSpec
-from orchestrator.track.store import require_store
-from orchestrator.track.tracker import Tracker, absolute_tracking_uri
+from orchestrator.track.lazytracker import LazyTracker
+from orchestrator.track.store import absolute_tracking_uri, require_store
+from orchestrator.track.sweepstatus import RunState, finished_keys, latest_by_key, run_states, stopped_keys
+
+if TYPE_CHECKING:  # MLflow: opened off the way to the first trial (LazyTracker), never needed to plan the run
+    from orchestrator.track.tracker import Tracker
 
 # load_recorded, _record (record_sweep) and sweep_dir are re-exported: callers that run sweeps record and read
 # them through this module
@@ -72,14 +77,21 @@ def prepare_sweep(
     return spec
 
 
-def _settled(spec: SweepSpec, tracker: Tracker, trials: list[TrialSpec], result: SweepResult) -> set[str]:
+def _states(spec: SweepSpec, tracker: Tracker | LazyTracker) -> list[RunState]:
+    """The sweep's runs, read without MLflow from a SQLite store (``orchestrator.track.sweepstatus``)."""
+    return run_states(spec.tracking.uri, spec.experiment, spec.name,
+                      tracker.get if isinstance(tracker, LazyTracker) else lambda: tracker)
+
+
+def _settled(spec: SweepSpec, tracker: Tracker | LazyTracker, trials: list[TrialSpec], result: SweepResult) -> set[str]:
     """FINISHED trials their folders bear out, and under ASHA those the scheduler stopped; the rest is (re)run.
 
     A trial whose recorded finish does not hold up (``orchestrator.run.state.audit``) loses its DONE marker
     here, so that its job trains from the newest intact checkpoint instead of reporting the old end.
     """
-    stopped = tracker.stopped_keys() if spec.tune.scheduler == "asha" else set()
-    checked = audit(spec, trials, tracker.finished_keys(), stopped)
+    runs = _states(spec, tracker)
+    stopped = stopped_keys(runs) if spec.tune.scheduler == "asha" else set()
+    checked = audit(spec, trials, finished_keys(runs), stopped)
     for key, why in checked.inconsistent.items():
         if key not in result.rerun:
             logger.info("trial %s: %s; running it again", key, why)
@@ -88,12 +100,12 @@ def _settled(spec: SweepSpec, tracker: Tracker, trials: list[TrialSpec], result:
     return checked.settled
 
 
-def _settled_or_reused(spec: SweepSpec, trials: list[TrialSpec], tracker: Tracker, result: SweepResult,
+def _settled_or_reused(spec: SweepSpec, trials: list[TrialSpec], tracker: LazyTracker, result: SweepResult,
                        reuse: bool) -> set[str]:
     """The settled trial keys (``_settled``); the trials that finished in another sweep are linked now
     (``orchestrator.run.reuse``) into ``result.reused``. Without ``reuse`` the sweep's earlier links are dropped
     and their trials trained again."""
-    from orchestrator.run.reuse import reuse_finished, unlink_reused
+    from orchestrator.run.reuse import find_sources, link_reused, unlink_reused
 
     if not reuse:
         dropped = unlink_reused(spec, tracker)
@@ -101,17 +113,27 @@ def _settled_or_reused(spec: SweepSpec, trials: list[TrialSpec], tracker: Tracke
             logger.warning("--no-reuse: %d reused trial(s) will be trained in this sweep", len(dropped))
         return _settled(spec, tracker, trials, result)
     settled = _settled(spec, tracker, trials, result)
-    result.reused = reuse_finished(spec, [t for t in trials if t.trial_key not in settled], tracker)
+    # reuse.reuse_finished, with the sources looked up without MLflow on a SQLite store: the tracker is opened
+    # only to link one
+    candidates = {t.trial_key: t for t in trials if t.trial_key not in settled}
+    sources = find_sources(spec, list(candidates.values()))
+    for key, source in sources.items():
+        link_reused(spec, candidates[key], source, tracker.get())
+    result.reused = {key: source.sweep for key, source in sources.items()}
     return settled
 
 
-def _start_ray_if_needed(spec: SweepSpec, trials: list[TrialSpec]) -> None:
-    """Start Ray now, in the background, unless every trial is DONE on disk (then no Tune runs; the MLflow
-    check that follows is the authority, this only decides whether Ray's start-up overlaps it)."""
+def _start_early(spec: SweepSpec, trials: list[TrialSpec]) -> LazyTracker:
+    """The sweep's tracker; unless every trial is DONE on disk (then no Tune runs), Ray is started now in the
+    background and the tracker opened in another thread, both overlapping the driver's own start-up (the
+    MLflow check that follows is the authority, this only decides what starts ahead)."""
+    tracker = LazyTracker(spec.tracking.uri, spec.experiment, spec.name)
     if any(not SweepDir.of(spec).trial(t.trial_key).is_done for t in trials):
         from orchestrator.run.tune import start_ray_early  # imports ray
 
         start_ray_early()
+        tracker.start_in_background()
+    return tracker
 
 
 def run_sweep(
@@ -129,8 +151,7 @@ def run_sweep(
     trials = expand(spec)
     require_store(spec.tracking.uri, str(sweep) if source else spec.name)
     _record(spec, source)  # before MLflow starts up: a driver killed meanwhile is then one `resume` continues
-    _start_ray_if_needed(spec, trials)
-    tracker = Tracker(spec.tracking.uri, spec.experiment, spec.name)
+    tracker = _start_early(spec, trials)
     result = SweepResult(spec, len(trials), source_file=source)
     settled = _settled_or_reused(spec, trials, tracker, result, reuse)
     pending = [t for t in trials if t.trial_key not in settled and t.trial_key not in result.reused]
@@ -155,8 +176,7 @@ def resume_sweep(
     trials = expand(spec)
     require_store(spec.tracking.uri, spec.name, "start it again (or fix it) and run `convsweep resume "
                   f"{spec.name}` again; the trial directories under {SweepDir.of(spec).path} keep everything")
-    _start_ray_if_needed(spec, trials)
-    tracker = Tracker(spec.tracking.uri, spec.experiment, spec.name)
+    tracker = _start_early(spec, trials)
     result = SweepResult(spec, len(trials), source_file=source)
     settled = _settled_or_reused(spec, trials, tracker, result, reuse) | set(result.reused)
     result.skipped = [t.trial_key for t in trials if t.trial_key in settled and t.trial_key not in result.reused]
@@ -168,12 +188,12 @@ def resume_sweep(
             run_pending(spec, trials, pending, tracker, result, restore=True, restart_errored=restart_errored,
                         show_progress=show_progress)
         settled = _settled(spec, tracker, trials, result)
-    errored = set() if restart_errored else _failed_keys(tracker) | set(result.failed)
+    errored = set() if restart_errored else _failed_keys(spec, tracker) | set(result.failed)
     rest = [t for t in trials if t.trial_key not in settled and t.trial_key not in errored]
     if rest and not result.halted:  # a resume stopped while restoring stays stopped
         run_pending(spec, trials, rest, tracker, result, show_progress=show_progress)
     return result
 
 
-def _failed_keys(tracker: Tracker) -> set[str]:
-    return {k for k, r in tracker.status_by_key().items() if r.info.status == "FAILED"}
+def _failed_keys(spec: SweepSpec, tracker: Tracker | LazyTracker) -> set[str]:
+    return {k for k, r in latest_by_key(_states(spec, tracker)).items() if r.status == "FAILED"}

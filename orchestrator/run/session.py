@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.dirs.trialdir import TrialDir, atomic_write_text
 from orchestrator.run.control import end_jobs
@@ -27,7 +27,11 @@ from orchestrator.run.proxy import TrialContext
 from orchestrator.run.state import executor_of, job_alive, write_driver_pid
 from orchestrator.run.sweepdir import SweepDir
 from orchestrator.spec.schema import SweepSpec, TrialSpec
-from orchestrator.track.tracker import TAG, Tracker, git_commit
+from orchestrator.track.gitcommit import git_commit
+from orchestrator.track.store import TAG
+
+if TYPE_CHECKING:  # MLflow: the driver opens its tracker off the way to the first trial (orchestrator.run.driver)
+    from orchestrator.track.tracker import Tracker
 
 __all__ = ["SweepResult", "run_pending"]
 

@@ -22,7 +22,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["read_columns", "read_metric", "read_tagged_runs"]
+__all__ = ["open_readonly", "read_columns", "read_metric", "read_tagged_runs"]
 
 Columns = tuple[list[str], dict[str, dict[str, str]], dict[str, dict[str, float]]]
 
@@ -38,7 +38,7 @@ def read_columns(path: Path, experiment: str, sweep_tag: str, sweep_name: str, p
     their ids, then param -> run id -> value and metric -> run id -> latest value. None when the experiment is
     not one active experiment of that name or the file is not a store this understands."""
     try:
-        with _open(path) as db:
+        with open_readonly(path) as db:
             exps = db.execute("SELECT experiment_id FROM experiments WHERE name = ? AND lifecycle_stage = 'active'",
                               (experiment,)).fetchall()
             if len(exps) != 1:
@@ -61,11 +61,11 @@ def read_columns(path: Path, experiment: str, sweep_tag: str, sweep_name: str, p
 
 def read_metric(path: Path, key: str) -> dict[str, float]:
     """Run id -> latest value of metric ``key``, for every run of the store that logged it."""
-    with _open(path) as db:
+    with open_readonly(path) as db:
         return _metric(db, key)
 
 
-def _open(path: Path) -> closing[sqlite3.Connection]:
+def open_readonly(path: Path) -> closing[sqlite3.Connection]:
     return closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True))
 
 
@@ -84,7 +84,7 @@ def read_tagged_runs(path: Path, tags: Sequence[str]) -> list[tuple[str, str, st
     """(run id, experiment id, status, {tag: value} of ``tags`` it has) of every active run of an active
     experiment in the store file ``path``, oldest first; None when the file is not a store this understands."""
     try:
-        with _open(path) as db:
+        with open_readonly(path) as db:
             runs = db.execute("SELECT r.run_uuid, r.experiment_id, r.status FROM runs r JOIN experiments e "
                               "ON r.experiment_id = e.experiment_id WHERE r.lifecycle_stage = 'active' AND "
                               "e.lifecycle_stage = 'active' ORDER BY r.start_time, r.run_uuid").fetchall()

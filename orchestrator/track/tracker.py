@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import math
 import socket
-import subprocess
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -24,6 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.spec.schema import TrialSpec
 from orchestrator.spec.metricnames import EPOCH_METRICS
+from orchestrator.track.gitcommit import git_commit
 from orchestrator.track.store import TAG, absolute_tracking_uri, bound_http_retries, is_unreachable_error
 from orchestrator.dirs.trialdir import TrialDir
 
@@ -35,16 +35,6 @@ logger = logging.getLogger(__name__)
 _ERROR_TAIL_CHARS = 6000
 _BATCH = 100
 T = TypeVar("T")
-
-
-def git_commit(cwd: str | Path | None = None) -> str:
-    """The commit of the code that drives the sweep ("unknown" outside a git checkout)."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10,
-                             check=True)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() or "unknown"
 
 
 def _artifact_location(uri: str) -> str | None:
