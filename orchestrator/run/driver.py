@@ -124,15 +124,16 @@ def _settled_or_reused(spec: SweepSpec, trials: list[TrialSpec], tracker: LazyTr
 
 
 def _start_early(spec: SweepSpec, trials: list[TrialSpec]) -> LazyTracker:
-    """The sweep's tracker; unless every trial is DONE on disk (then no Tune runs), Ray is started now in the
-    background and the tracker opened in another thread, both overlapping the driver's own start-up (the
-    MLflow check that follows is the authority, this only decides what starts ahead)."""
+    """The sweep's tracker, opened when first used: after Tune unless a trial is reused or the store is not a
+    SQLite file. Unless every trial is DONE on disk (then no Tune runs), Ray is started now in the background,
+    and the sweep's writer actor opens the store in its own process (MLflow's imports, a fresh store's tables)
+    while this one starts Tune. (The MLflow check that follows is the authority on what runs; this only decides
+    what starts ahead.)"""
     tracker = LazyTracker(spec.tracking.uri, spec.experiment, spec.name)
     if any(not SweepDir.of(spec).trial(t.trial_key).is_done for t in trials):
         from orchestrator.run.tune import start_ray_early  # imports ray
 
-        start_ray_early()
-        tracker.start_in_background()
+        start_ray_early((spec.tracking.uri, spec.experiment, spec.name))
     return tracker
 
 

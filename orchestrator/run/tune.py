@@ -63,16 +63,14 @@ def can_restore(sweep: SweepSpec) -> bool:
 
 
 _INIT_LOCK = threading.Lock()
-_EARLY: tuple[threading.Event, list[bool]] | None = None  # (set when done, [whether it started Ray])
+_EARLY: tuple[threading.Event, list[Any]] | None = None  # (set when done, [whether it started Ray, writer])
 
 
-def start_ray_early() -> None:
-    """Start Ray in a background thread now, so that its start-up (seconds of waiting on its processes)
-    overlaps the driver's own (MLflow, trial directories); ``init_ray`` then waits for it.
-
-    The thread stays alive (idle) after ``ray.init``: Ray's processes are started with PR_SET_PDEATHSIG, which
-    fires when the *thread* that started them ends, so a thread that returned would take Ray down with it.
-    """
+def start_ray_early(store: tuple[str, str, str] | None = None) -> None:
+    """Start Ray in a background thread now, so that its start-up overlaps the driver's own (``init_ray`` waits
+    for it); the writer actor then opens ``store`` (URI, experiment, sweep). The thread stays alive (idle) after
+    ``ray.init``: Ray's processes are started with PR_SET_PDEATHSIG, which fires when the *thread* that started
+    them ends, so a thread that returned would take Ray down with it."""
     global _EARLY
     with _INIT_LOCK:
         if _EARLY is not None or ray.is_initialized():
@@ -82,7 +80,7 @@ def start_ray_early() -> None:
     def start() -> None:
         try:
             started.append(_start_ray())
-            _start_writer()  # its process starts (and imports MLflow) while the driver reads the store
+            started.append(_start_writer(store))  # held here: Ray ends an actor no handle refers to any more
         except Exception:  # noqa: BLE001 - run_tune starts what is missing; this thread must live on (below)
             logger.exception("starting Ray early failed")
         finally:
@@ -144,11 +142,13 @@ class _WriterClient:
         return lambda *args, **kwargs: ray.get(self._handle.call.remote(method, *args, **kwargs))
 
 
-def _start_writer() -> Any:
+def _start_writer(store: tuple[str, str, str] | None = None) -> Any:
     """The sweep's writer actor (the one ``start_ray_early`` started, if it did). num_cpus=0: it waits on
     MLflow; each proxy waiting in open_trial or finish holds one of its threads (idle threads cost no CPU)."""
-    actor = ray.remote(WriterHost).options(name=_WRITER, get_if_exists=True, num_cpus=0, max_concurrency=256)
-    return actor.remote()
+    handle = ray.remote(WriterHost).options(name=_WRITER, get_if_exists=True, num_cpus=0, max_concurrency=256).remote()
+    if store is not None:  # not waited for: the first trial's open_trial queues behind it
+        handle.call.remote("open_store", *store)
+    return handle
 
 
 def _stop_writer(handle: Any) -> None:

@@ -1,10 +1,9 @@
-"""A sweep's ``Tracker`` made when first used, or ahead of that in a background thread: importing MLflow and
-opening the store (on a fresh SQLite file: creating MLflow's tables, seconds) then overlaps Ray's start-up
-instead of delaying the driver's first trial."""
+"""A sweep's ``Tracker`` made when first used: the driver reads a SQLite store without MLflow
+(``sweepstatus``), so it imports MLflow (3-4 s) only after Tune, unless it links a reused trial or the store is
+a server."""
 
 from __future__ import annotations
 
-import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -12,8 +11,6 @@ if TYPE_CHECKING:
     from orchestrator.track.tracker import Tracker
 
 __all__ = ["LazyTracker"]
-
-log = logging.getLogger(__name__)
 
 
 class LazyTracker:
@@ -25,21 +22,12 @@ class LazyTracker:
         self._tracker: Tracker | None = None
 
     def get(self) -> Tracker:
-        with self._lock:  # the background thread and the driver's first use make it once
+        with self._lock:  # made once, also when the session's threads (ASHA stops) ask first
             if self._tracker is None:
                 from orchestrator.track.tracker import Tracker
 
                 self._tracker = Tracker(self.uri, self._experiment, self.sweep)
             return self._tracker
-
-    def start_in_background(self) -> None:
-        def make() -> None:
-            try:
-                self.get()
-            except Exception as exc:  # noqa: BLE001 - the driver's own first use makes it again and raises
-                log.debug("opening the tracking store ahead failed: %s", exc)
-
-        threading.Thread(target=make, name="tracker-open", daemon=True).start()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.get(), name)

@@ -110,6 +110,18 @@ class TrackingWriter:
             return self._trials[trial_dir].run_id
         return None
 
+    def open_store(self, uri: str, experiment: str, sweep: str) -> None:
+        """Open the sweep's store (on a fresh SQLite file: MLflow's tables; the experiment) before its first
+        trial asks, while Ray starts that trial; if the store is away, the trial's ``open_trial`` deals with it."""
+        def open_() -> None:
+            if (uri, experiment, sweep) not in self._trackers:
+                try:
+                    self._trackers[uri, experiment, sweep] = Tracker(uri, experiment, sweep, connect_attempts=1)
+                except Exception as exc:  # noqa: BLE001 - see the docstring
+                    logger.info("opening %s ahead of the first trial failed (%s)", uri, exc)
+
+        self._later(open_)
+
     def epochs(self, trial_dir: str) -> None:
         """New lines in the trial's ``metrics.jsonl``: log the epochs not logged yet."""
         def log() -> None:

@@ -97,3 +97,13 @@ def test_a_trial_retried_after_its_failure_keeps_its_run(tmp_path: Path, uri: st
     run = client.get_run(first)
     assert run.info.status == "FINISHED" and "convsweep.error" not in run.data.tags
     writer.stop()
+
+
+def test_open_store_creates_the_store_and_experiment_ahead_of_the_first_trial(tmp_path: Path) -> None:
+    """What the driver asks while Ray starts its first trial; a store that is away is left to ``open_trial``."""
+    uri = f"sqlite:///{tmp_path / 'fresh.db'}"
+    writer = TrackingWriter()
+    writer.open_store(uri, "ahead", "s")
+    writer.open_store(f"sqlite:///{tmp_path / 'no-such-folder' / 'x.db'}", "ahead", "s")  # logged, not raised
+    writer.stop()  # after the calls queued before it
+    assert MlflowClient(tracking_uri=uri).get_experiment_by_name("ahead") is not None
