@@ -1,10 +1,9 @@
 """From ``convsweep sweep`` to the first training step of a one-trial local sweep (goal: <= 10 s).
 
 Runs the real CLI in a fresh process (as a user would) on a one-trial sweep (ResNet-20 on digits, one step,
-world size 1, local executor with warm start), and prints, per repeat: the wall time from launching the
-command to the start of the trial's first step (the metrics line's mtime minus its epoch_seconds), to the
-command's exit, and the driver's own account of its start-up (the ``startup:`` lines it logs at DEBUG level:
-when Ray was up, when the first trial's job was submitted).
+world size 1, local executor with warm start), and prints, per repeat, the wall time from launching the
+command to: the trial's job being submitted (the mtime of its ``job.json``), the start of its first step (the
+metrics line's mtime minus its epoch_seconds) and the command's exit.
 
 Run:  cd /work/main && .venv/bin/python tests/bench/bench_startup.py [--repeats 3] [--code DIR] [--against OLD]
 (``--code DIR`` measures another checkout of the package; ``--against OLD`` also measures OLD, e.g. a
