@@ -3,7 +3,9 @@ which writes the trial-directory protocol without training), the sweep's real ML
 
 from __future__ import annotations
 
+import os
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,16 @@ from orchestrator.run.sweepdir import SweepDir
 from orchestrator.spec.schema import TrialSpec
 from orchestrator.track.writer import TrackingWriter
 from probejob import EPOCHS
+
+
+@pytest.fixture(autouse=True)
+def _environment_restored() -> Iterator[None]:
+    """run_trial gives the jobs the driver's CONVSWEEP_* settings by setting them in this process's environment:
+    left there, CONVSWEEP_TRIAL_JOB would make every later test's jobs probe jobs."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture
