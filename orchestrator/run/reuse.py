@@ -71,7 +71,7 @@ def find_sources(spec: SweepSpec, trials: list[TrialSpec], client: Any | None = 
     if client is None:
         runs = _store_runs(spec.tracking.uri)
         if runs is not None:  # a SQLite store, read directly: no MLflow import, one pass over the runs
-            return _sources(spec, trials, runs)
+            return _sources(spec, _candidates(spec, trials, runs), runs)
         from mlflow.tracking import MlflowClient
 
         # absolute: MLflow keeps one store per URI string, so a relative SQLite path would stay bound to
@@ -115,7 +115,7 @@ def _candidates(spec: SweepSpec, trials: list[TrialSpec], runs: list[_Run]) -> l
     return [t for t in trials if t.trial_key not in own and not os.path.lexists(link_path(spec, t.trial_key))]
 
 
-def _sources(spec: SweepSpec, trials: list[TrialSpec], runs: list[_Run]) -> dict[str, SourceRun]:
+def _sources(spec: SweepSpec, candidates: list[TrialSpec], runs: list[_Run]) -> dict[str, SourceRun]:
     """Each candidate's source among ``runs`` (oldest first): the first FINISHED training run of another sweep
     whose trial directory is DONE and holds the analyses the trial asks for."""
     by_key: dict[str, list[_Run]] = {}
@@ -124,7 +124,7 @@ def _sources(spec: SweepSpec, trials: list[TrialSpec], runs: list[_Run]) -> dict
         if run[2] == "FINISHED" and tags.get(f"{TAG}sweep") != spec.name and f"{TAG}trial_key" in tags:
             by_key.setdefault(tags[f"{TAG}trial_key"], []).append(run)
     found: dict[str, SourceRun] = {}
-    for trial in _candidates(spec, trials, runs):
+    for trial in candidates:
         for run_id, experiment_id, _, tags in by_key.get(trial.trial_key, ()):
             if tags.get(f"{TAG}kind", "train") != "train" or REUSED_FROM_RUN in tags:
                 continue  # a link is not a source: its source is found directly
