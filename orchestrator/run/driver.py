@@ -127,13 +127,19 @@ def _start_early(spec: SweepSpec, trials: list[TrialSpec]) -> LazyTracker:
     """The sweep's tracker, opened when first used: after Tune unless a trial is reused or the store is not a
     SQLite file. Unless every trial is DONE on disk (then no Tune runs), Ray is started now in the background,
     and the sweep's writer actor opens the store in its own process (MLflow's imports, a fresh store's tables)
-    while this one starts Tune. (The MLflow check that follows is the authority on what runs; this only decides
+    while this one starts Tune; with ``tune.proxies: threads`` no Ray, the driver's own writer opens it. (The MLflow check that follows is the authority on what runs; this only decides
     what starts ahead.)"""
     tracker = LazyTracker(spec.tracking.uri, spec.experiment, spec.name)
     if any(not SweepDir.of(spec).trial(t.trial_key).is_done for t in trials):
-        from orchestrator.run.tune import start_ray_early  # imports ray
+        store = (spec.tracking.uri, spec.experiment, spec.name)
+        if spec.tune.proxies == "threads":  # no Ray: the writer is the driver's own (orchestrator.run.pool)
+            from orchestrator.run.pool import start_writer_early
 
-        start_ray_early((spec.tracking.uri, spec.experiment, spec.name))
+            start_writer_early(store)
+        else:
+            from orchestrator.run.tune import start_ray_early  # imports ray
+
+            start_ray_early(store)
     return tracker
 
 

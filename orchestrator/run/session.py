@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.dirs.trialdir import TrialDir, atomic_write_text
 from orchestrator.run.control import end_jobs
+from orchestrator.run.pool import Decisions, RunToEnd, TrialOutcome, max_concurrent, run_in_threads
 from orchestrator.run.progress import SweepProgress
 from orchestrator.run.proxy import TrialContext
 from orchestrator.run.state import executor_of, job_alive, write_driver_pid
@@ -148,8 +149,6 @@ def run_pending(spec: SweepSpec, trials: list[TrialSpec], pending: list[TrialSpe
                 show_progress: bool = True) -> None:
     """Run ``pending`` (of the sweep's ``trials``) through Tune, or restore its saved experiment; what became of
     each is added to ``result``."""
-    from orchestrator.run.tune import run_tune  # imports ray
-
     pending_keys = {t.trial_key for t in pending}
     ended_now: set[str] = set()  # trials Tune ended in this run (a restored experiment reports older ones too)
     started_at = time.time()
@@ -172,8 +171,8 @@ def run_pending(spec: SweepSpec, trials: list[TrialSpec], pending: list[TrialSpe
 
     try:
         with stopper, progress:
-            outcomes = run_tune(spec, pending, _context(spec), restore=restore, restart_errored=restart_errored,
-                                progress=progress, on_complete=on_complete)
+            outcomes = _run(spec, pending, _context(spec), restore=restore, restart_errored=restart_errored,
+                            progress=progress, on_complete=on_complete)
     finally:
         background.join()
         folder.driver_pid.unlink(missing_ok=True)
@@ -216,6 +215,23 @@ def run_pending(spec: SweepSpec, trials: list[TrialSpec], pending: list[TrialSpe
         reported = {o.trial_key for o in outcomes}
         result.not_started += [t.trial_key for t in pending if t.trial_key not in reported
                                and not _submitted_since(folder.trial(t.trial_key), started_at)]
+
+
+def _run(spec: SweepSpec, pending: list[TrialSpec], ctx: TrialContext, **kwargs: Any) -> list[TrialOutcome]:
+    """Tune's runtime, or (``tune.proxies: threads``) the driver's own threads asking Tune's scheduler (FIFO
+    needs no Tune: it lets every trial run to its end)."""
+    if spec.tune.proxies == "actors":
+        from orchestrator.run.tune import run_tune  # imports ray
+
+        return run_tune(spec, pending, ctx, **kwargs)
+    decisions: Decisions = RunToEnd()
+    if spec.tune.scheduler == "asha":
+        from orchestrator.run.tune import SchedulerDecisions  # imports ray.tune (no Ray process is started)
+
+        decisions = SchedulerDecisions(spec, pending)
+    return run_in_threads(pending, ctx, decisions, concurrency=max_concurrent(spec, pending),
+                          max_failures=spec.tune.max_failures, progress=kwargs["progress"],
+                          on_complete=kwargs["on_complete"])
 
 
 def _submitted_since(td: TrialDir, since: float) -> bool:

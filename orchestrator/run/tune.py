@@ -2,7 +2,8 @@
 
 One Tune trial per convsweep trial (a grid search over the pending trials), concurrency bounded by the sweep's
 ``tune.max_concurrent_trials`` and, for local jobs, by this machine's cores; FIFO or ASHA on the reported
-metric (``time_attr="epoch"``); ``FailureConfig(max_failures)`` retries a trial whose job failed.
+metric (``time_attr="epoch"``); ``FailureConfig(max_failures)`` retries a trial whose job failed. With
+``tune.proxies: threads`` only the scheduler is Tune's (``SchedulerDecisions``; ``orchestrator.run.pool``).
 
 The trainable is a thin proxy around ``orchestrator.run.proxy.run_trial``: the job trains in its own processes,
 the proxy follows the trial directory and imports no MLflow (its records go to the sweep's one writer, a Ray
@@ -14,7 +15,6 @@ calls the callbacks' ``on_trial_complete`` and ends the actor without waiting fo
 driver ends the job of a trial ASHA stopped itself from ``on_trial_complete`` (``orchestrator.run.session``);
 the proxy's ``finally`` and ``atexit`` handler are a second line. A stop lands once Tune processed its epoch.
 """
-
 from __future__ import annotations
 
 import json
@@ -23,34 +23,28 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import ray
 from ray import tune
-from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
+from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
 from orchestrator.spec.schema import SweepSpec, TrialSpec
+from orchestrator.run.pool import TrialOutcome as TuneOutcome, max_concurrent, reported_metrics
 from orchestrator.run.proxy import TrialContext, run_trial
 from orchestrator.run.rayquiet import RAY_ENV, SignalWarningFilter, quiet_ray_advice
 from orchestrator.run.sweepdir import SweepDir
 from orchestrator.run.progress import ProgressSink  # rich: loaded by ray.tune anyway
 from orchestrator.run.writerhost import WriterHost
 
-__all__ = ["TuneOutcome", "experiment_path", "can_restore", "init_ray", "run_tune", "start_ray_early"]
+__all__ = ["SchedulerDecisions", "TuneOutcome", "experiment_path", "can_restore", "init_ray", "run_tune",
+           "start_ray_early"]
 
 logger = logging.getLogger(__name__)
 
 _PROGRESS_FILE = "progress.json"
-
-
-@dataclass(frozen=True)
-class TuneOutcome:
-    trial_key: str
-    ok: bool
-    last_epoch: int
-    error: str | None
 
 
 def experiment_path(sweep: SweepSpec) -> Path:
@@ -58,8 +52,8 @@ def experiment_path(sweep: SweepSpec) -> Path:
 
 
 def can_restore(sweep: SweepSpec) -> bool:
-    path = experiment_path(sweep)
-    return path.is_dir() and tune.Tuner.can_restore(str(path))
+    path = experiment_path(sweep)  # (trials followed by the driver's threads leave no Tune experiment)
+    return sweep.tune.proxies == "actors" and path.is_dir() and tune.Tuner.can_restore(str(path))
 
 
 _INIT_LOCK = threading.Lock()
@@ -133,7 +127,7 @@ _WRITER = "convsweep-tracking-writer"  # the actor's name in the driver's namesp
 
 class _WriterClient:
     """The proxy's side of the writer actor (``proxy.TrialWriter``): each call waits until the writer has it,
-    so one trial's calls reach it in their order (a threaded actor runs calls concurrently)."""
+    so one trial's calls keep their order (a threaded actor runs calls concurrently)."""
 
     def __init__(self, handle: Any) -> None:
         self._handle = handle
@@ -168,8 +162,7 @@ def _proxy(config: dict[str, Any], ctx: dict[str, Any]) -> None:
             reported = int(json.loads((Path(d) / _PROGRESS_FILE).read_text())["epoch"])
 
     def report(record: dict[str, Any]) -> None:
-        metrics = {k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        metrics["epoch"] = int(record["epoch"])
+        metrics = reported_metrics(record)
         with tempfile.TemporaryDirectory() as d:
             (Path(d) / _PROGRESS_FILE).write_text(json.dumps({"epoch": metrics["epoch"], "key": spec.trial_key}))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
@@ -212,26 +205,42 @@ class _ProgressCallback(tune.Callback):
             _SINK.trial_end(_trial_name(trial), False)
 
 
-def _max_concurrent(sweep: SweepSpec, specs: list[TrialSpec]) -> int:
-    bound = sweep.tune.max_concurrent_trials
-    if sweep.executor.kind == "local" and specs:
-        need = max(s.world_size * s.resources.cpus_per_process for s in specs)
-        bound = min(bound, max(1, (os.cpu_count() or 1) // need))
-    return max(1, min(bound, len(specs) or 1))
+def _scheduler(sweep: SweepSpec, specs: list[TrialSpec]) -> Any:
+    if sweep.tune.scheduler != "asha":
+        return FIFOScheduler()
+    return AsyncHyperBandScheduler(
+        time_attr="epoch",
+        max_t=max(s.recipe.epochs for s in specs),
+        grace_period=min(sweep.tune.grace_period, max(s.recipe.epochs for s in specs)),
+        reduction_factor=sweep.tune.reduction_factor,
+        # at max_t the trial's job is still writing its summary: ending it there would lose the summary
+        stop_last_trials=False,
+    )
+
+
+class SchedulerDecisions:
+    """The scheduler ``_tuner`` gives Tune, asked directly by the driver's own loop (``orchestrator.run.pool``,
+    ``tune.proxies: threads``): Tune's algorithm without Tune's runtime. Tune's schedulers read only a trial's
+    ``trial_id`` (``ray/tune/schedulers/async_hyperband.py``), the trial key here; the caller serialises calls."""
+
+    def __init__(self, sweep: SweepSpec, specs: list[TrialSpec]) -> None:
+        self._scheduler = _scheduler(sweep, specs)
+        self._scheduler.set_search_properties(sweep.tune.metric, sweep.tune.mode)
+        self._trials: dict[str, SimpleNamespace] = {}
+
+    def add(self, key: str) -> None:  # a retried trial keeps its place in ASHA's rungs, as under Tune
+        if key not in self._trials:
+            self._trials[key] = SimpleNamespace(trial_id=key)
+            self._scheduler.on_trial_add(None, self._trials[key])
+
+    def result(self, key: str, metrics: dict[str, Any]) -> bool:
+        return self._scheduler.on_trial_result(None, self._trials[key], metrics) != TrialScheduler.STOP
+
+    def complete(self, key: str, metrics: dict[str, Any]) -> None:
+        self._scheduler.on_trial_complete(None, self._trials.pop(key), metrics)
 
 
 def _tuner(sweep: SweepSpec, specs: list[TrialSpec], ctx: TrialContext) -> tune.Tuner:
-    if sweep.tune.scheduler == "asha":
-        scheduler: Any = AsyncHyperBandScheduler(
-            time_attr="epoch",
-            max_t=max(s.recipe.epochs for s in specs),
-            grace_period=min(sweep.tune.grace_period, max(s.recipe.epochs for s in specs)),
-            reduction_factor=sweep.tune.reduction_factor,
-            # at max_t the trial's job is still writing its summary: ending it there would lose the summary
-            stop_last_trials=False,
-        )
-    else:
-        scheduler = FIFOScheduler()
     trials = [{"key": s.trial_key, "spec": s.model_dump(mode="json")} for s in specs]
     return tune.Tuner(
         _trainable(ctx),
@@ -239,8 +248,8 @@ def _tuner(sweep: SweepSpec, specs: list[TrialSpec], ctx: TrialContext) -> tune.
         tune_config=tune.TuneConfig(
             metric=sweep.tune.metric,
             mode=sweep.tune.mode,
-            scheduler=scheduler,
-            max_concurrent_trials=_max_concurrent(sweep, specs),
+            scheduler=_scheduler(sweep, specs),
+            max_concurrent_trials=max_concurrent(sweep, specs),
             # A re-used actor saves a worker start per trial (~2 s), but Ray parks the actor of a trial the
             # scheduler stopped without stopping its thread, so the job would run on: no re-use with ASHA.
             reuse_actors=sweep.tune.scheduler != "asha",
@@ -258,16 +267,9 @@ def _tuner(sweep: SweepSpec, specs: list[TrialSpec], ctx: TrialContext) -> tune.
     )
 
 
-def run_tune(
-    sweep: SweepSpec,
-    specs: list[TrialSpec],
-    ctx: TrialContext,
-    *,
-    restore: bool = False,
-    restart_errored: bool = False,
-    progress: ProgressSink | None = None,
-    on_complete: Callable[[str], None] | None = None,
-) -> list[TuneOutcome]:
+def run_tune(sweep: SweepSpec, specs: list[TrialSpec], ctx: TrialContext, *, restore: bool = False,
+             restart_errored: bool = False, progress: ProgressSink | None = None,
+             on_complete: Callable[[str], None] | None = None) -> list[TuneOutcome]:
     """Run ``specs`` (or restore the sweep's last Tune experiment) to their end; one outcome per Tune trial.
 
     ``on_complete(trial_key)`` is called in this process whenever Tune ends a trial without an error.
@@ -279,10 +281,8 @@ def run_tune(
     writer = _start_writer()
     try:
         if restore:
-            tuner = tune.Tuner.restore(
-                str(experiment_path(sweep)), trainable=_trainable(ctx), resume_unfinished=True,
-                resume_errored=restart_errored,
-            )  # fmt: skip
+            tuner = tune.Tuner.restore(str(experiment_path(sweep)), trainable=_trainable(ctx), resume_unfinished=True,
+                                       resume_errored=restart_errored)
         else:
             tuner = _tuner(sweep, specs, ctx)
         grid = tuner.fit()
