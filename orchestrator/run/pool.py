@@ -11,8 +11,9 @@ What Tune's runtime did and this loop does itself: at most ``max_concurrent`` tr
 order; a failed trial is tried again up to ``tune.max_failures`` times, from its checkpoints, reporting only the
 epochs the scheduler has not seen; a stop (SIGINT/SIGTERM through ``orchestrator.run.session``, which sends
 SIGUSR1 as it does to Tune) starts no further trial and ends the running ones' jobs. What it does not: restore a
-saved Tune experiment (``convsweep resume`` runs what is unsettled again, each trial from its own checkpoints,
-and ASHA sees their epochs again as they are re-reported).
+saved Tune experiment: ``convsweep resume`` runs what is unsettled again, each trial from its own checkpoints,
+and the scheduler is first given every epoch the sweep's trials have on disk (``history``), so that ASHA's rungs
+hold what they held before; the verdicts on those epochs were given then, only newer epochs are judged.
 
 This module imports no Ray: the scheduler is passed in.
 """
@@ -36,7 +37,7 @@ from orchestrator.spec.schema import SweepSpec, TrialSpec
 if TYPE_CHECKING:  # MLflow: imported by the writer's own thread, off the way to the first job
     from orchestrator.track.writer import TrackingWriter
 
-__all__ = ["TrialOutcome", "Decisions", "RunToEnd", "max_concurrent", "run_in_threads", "start_writer_early"]
+__all__ = ["TrialOutcome", "Decisions", "max_concurrent", "replay", "run_in_threads", "start_writer_early"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,19 +58,6 @@ class Decisions(Protocol):
     def add(self, key: str) -> None: ...
     def result(self, key: str, metrics: dict[str, Any]) -> bool: ...  # False: the scheduler stops the trial
     def complete(self, key: str, metrics: dict[str, Any]) -> None: ...
-
-
-class RunToEnd:
-    """FIFO's verdicts: every trial runs to its end (Tune's ``FIFOScheduler`` decides nothing else either)."""
-
-    def add(self, key: str) -> None:
-        pass
-
-    def result(self, key: str, metrics: dict[str, Any]) -> bool:
-        return True
-
-    def complete(self, key: str, metrics: dict[str, Any]) -> None:
-        pass
 
 
 def max_concurrent(sweep: SweepSpec, specs: list[TrialSpec]) -> int:
@@ -133,9 +121,10 @@ class _StoppedByScheduler(Exception):
 
 class _Loop:
     def __init__(self, specs: list[TrialSpec], ctx: TrialContext, writer: TrackingWriter, decisions: Decisions,
-                 max_failures: int, progress: ProgressSink | None, on_complete: Callable[[str], None] | None) -> None:
+                 max_failures: int, progress: ProgressSink | None, on_complete: Callable[[str], None] | None,
+                 reported: dict[str, dict[str, Any]]) -> None:
         self.ctx, self.writer, self.decisions, self.max_failures = ctx, writer, decisions, max_failures
-        self.progress, self.on_complete = progress, on_complete
+        self.progress, self.on_complete, self.reported = progress, on_complete, reported
         self.queue = deque(specs)
         self.outcomes: dict[str, TrialOutcome] = {}
         self.lock = threading.Lock()  # the scheduler, the progress bars, the queue, the outcomes
@@ -152,7 +141,8 @@ class _Loop:
                 self.outcomes[spec.trial_key] = outcome
 
     def _trial(self, spec: TrialSpec) -> TrialOutcome:
-        key, last = spec.trial_key, {"epoch": 0}
+        key = spec.trial_key
+        last = dict(self.reported.get(key, {"epoch": 0}))  # the scheduler has seen up to this epoch
         with self.lock:
             self.decisions.add(key)
 
@@ -197,16 +187,36 @@ class _Loop:
             return TrialOutcome(key, True, int(last["epoch"]), None)
 
 
+def replay(decisions: Decisions, history: dict[str, list[dict[str, Any]]], running: set[str]) -> dict[str, Any]:
+    """Give the scheduler every epoch of ``history`` (trial key -> its reported metrics, in order), its verdicts
+    ignored (they were given when the epochs were new); the trials not in ``running`` are completed. Returns the
+    last metrics replayed of each trial that is."""
+    last = {}
+    for key, records in history.items():
+        decisions.add(key)
+        for metrics in records:
+            decisions.result(key, metrics)
+        if key in running:
+            last[key] = records[-1]
+        else:
+            decisions.complete(key, records[-1])
+    return last
+
+
 def run_in_threads(specs: list[TrialSpec], ctx: TrialContext, decisions: Decisions, *, concurrency: int,
-                   max_failures: int, progress: ProgressSink | None = None,
+                   max_failures: int, history: dict[str, list[dict[str, Any]]] | None = None,
+                   progress: ProgressSink | None = None,
                    on_complete: Callable[[str], None] | None = None) -> list[TrialOutcome]:
     """Run ``specs`` to their end, ``concurrency`` at a time; one outcome per trial started, in the sweep's order.
 
-    ``on_complete(trial_key)`` is called whenever a trial ends without an error (finished, or stopped by the
-    scheduler). SIGUSR1 (sent by the driver's SIGINT/SIGTERM handler) stops the sweep.
+    ``history``: the epochs on disk of the sweep's trials, replayed to the scheduler first (``replay``); a trial
+    of ``specs`` then reports only newer epochs. ``on_complete(trial_key)`` is called whenever a trial ends
+    without an error (finished, or stopped by the scheduler). SIGUSR1 (sent by the driver's SIGINT/SIGTERM
+    handler) stops the sweep.
     """
+    reported = replay(decisions, history or {}, {s.trial_key for s in specs})
     writer = _take_writer()
-    loop = _Loop(specs, ctx, writer, decisions, max_failures, progress, on_complete)
+    loop = _Loop(specs, ctx, writer, decisions, max_failures, progress, on_complete, reported)
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGUSR1, lambda signum, frame: loop.stop.set())

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.dirs.trialdir import TrialDir, atomic_write_text
 from orchestrator.run.control import end_jobs
-from orchestrator.run.pool import Decisions, RunToEnd, TrialOutcome, max_concurrent, run_in_threads
+from orchestrator.run.pool import TrialOutcome, max_concurrent, reported_metrics, run_in_threads
 from orchestrator.run.progress import SweepProgress
 from orchestrator.run.proxy import TrialContext
 from orchestrator.run.state import executor_of, job_alive, write_driver_pid
@@ -171,7 +171,7 @@ def run_pending(spec: SweepSpec, trials: list[TrialSpec], pending: list[TrialSpe
 
     try:
         with stopper, progress:
-            outcomes = _run(spec, pending, _context(spec), restore=restore, restart_errored=restart_errored,
+            outcomes = _run(spec, trials, pending, _context(spec), restore=restore, restart_errored=restart_errored,
                             progress=progress, on_complete=on_complete)
     finally:
         background.join()
@@ -217,21 +217,21 @@ def run_pending(spec: SweepSpec, trials: list[TrialSpec], pending: list[TrialSpe
                                and not _submitted_since(folder.trial(t.trial_key), started_at)]
 
 
-def _run(spec: SweepSpec, pending: list[TrialSpec], ctx: TrialContext, **kwargs: Any) -> list[TrialOutcome]:
-    """Tune's runtime, or (``tune.proxies: threads``) the driver's own threads asking Tune's scheduler (FIFO
-    needs no Tune: it lets every trial run to its end)."""
+def _run(spec: SweepSpec, trials: list[TrialSpec], pending: list[TrialSpec], ctx: TrialContext,
+         **kwargs: Any) -> list[TrialOutcome]:
+    """The driver's own threads asking Tune's scheduler (``tune.proxies: threads``), or Tune's runtime."""
     if spec.tune.proxies == "actors":
         from orchestrator.run.tune import run_tune  # imports ray
 
         return run_tune(spec, pending, ctx, **kwargs)
-    decisions: Decisions = RunToEnd()
-    if spec.tune.scheduler == "asha":
-        from orchestrator.run.tune import SchedulerDecisions  # imports ray.tune (no Ray process is started)
+    from orchestrator.run.tune import SchedulerDecisions  # imports ray.tune; no Ray process is started
 
-        decisions = SchedulerDecisions(spec, pending)
-    return run_in_threads(pending, ctx, decisions, concurrency=max_concurrent(spec, pending),
-                          max_failures=spec.tune.max_failures, progress=kwargs["progress"],
-                          on_complete=kwargs["on_complete"])
+    # ASHA's rungs as the sweep's earlier epochs left them: every trial's epochs on disk, in its order
+    folder = SweepDir.of(spec)
+    history = {t.trial_key: [reported_metrics(r) for r in folder.trial(t.trial_key).read_metrics()] for t in trials}
+    return run_in_threads(pending, ctx, SchedulerDecisions(spec, trials), concurrency=max_concurrent(spec, pending),
+                          max_failures=spec.tune.max_failures, history={k: v for k, v in history.items() if v},
+                          progress=kwargs["progress"], on_complete=kwargs["on_complete"])
 
 
 def _submitted_since(td: TrialDir, since: float) -> bool:

@@ -255,10 +255,10 @@ class TuneSpec(_Frozen):
     grace_period: PositiveInt = 1
     reduction_factor: Annotated[float, Field(gt=1)] = 2
     max_failures: Annotated[int, Field(ge=0)] = 1
-    # Where each running trial's proxy lives: a Ray actor under Tune's runtime (its experiment is restorable;
-    # a Ray worker costs ~120 MB of the driver's node per running trial), or a thread of the driver with Tune's
-    # scheduler asked directly (a few MB per running trial, no Ray start-up; orchestrator.run.pool).
-    proxies: Literal["actors", "threads"] = "actors"
+    # Where each running trial's proxy lives: a thread of the driver, Tune's scheduler asked directly (a few MB
+    # per running trial, no Ray process; orchestrator.run.pool), or a Ray actor under Tune's runtime (Tuner.fit,
+    # a restorable Tune experiment; a Ray worker costs ~120 MB of the driver's node per running trial).
+    proxies: Literal["threads", "actors"] = "threads"
 
 
 class TrackingSpec(_Frozen):

@@ -22,7 +22,11 @@ that scheduling latency is measured too. Printed per N:
   Tune function-trial worker that imports nothing and sleeps, of one that loads what the proxy loads, and of
   one that also opens MLflow (each proxy did, before the sweep's one writer).
 
-Run:  cd /work/main && .venv/bin/python tests/bench/bench_scale.py [--trials 8,32,64] [--poll-seconds 15]
+Each N runs once per ``--proxies`` kind: ``threads`` (the trials followed by threads of the driver, no Ray
+process) and ``actors`` (one Ray Tune worker per running trial), side by side.
+
+Run:  cd /work/main && .venv/bin/python tests/bench/bench_scale.py [--trials 8,32,64] [--proxies threads,actors]
+      [--poll-seconds 15]
 Needs root (the SLURM daemons); stops the bench cluster at the end unless --keep-cluster.
 """
 
@@ -133,11 +137,11 @@ class PeakMemory:
 
 
 # -- one sweep ---------------------------------------------------------------------------------------------------
-def run_one(work: Path, n: int, args: argparse.Namespace) -> dict[str, float]:
+def run_one(work: Path, n: int, proxies: str, args: argparse.Namespace) -> dict[str, float]:
     from orchestrator.run.driver import run_sweep
     from slurm.watcher import watcher_for
 
-    name = f"bench-scale-{n}"
+    name = f"bench-scale-{proxies}-{n}"
     sweep_file = work / f"{name}.yaml"
     sweep_file.write_text(yaml.safe_dump({
         "name": name,
@@ -147,7 +151,7 @@ def run_one(work: Path, n: int, args: argparse.Namespace) -> dict[str, float]:
         "seeds": list(range(2 * n)),
         "resources": {"processes_per_node": 1, "gpus_per_node": 0},
         "executor": {"kind": "slurm", "slurm": {"time": "00:20:00", "poll_seconds": args.poll_seconds}},
-        "tune": {"max_concurrent_trials": n, "max_failures": 0},
+        "tune": {"max_concurrent_trials": n, "max_failures": 0, "proxies": proxies},
     }))  # fmt: skip
     runs = work / "runs" / name
 
@@ -187,10 +191,13 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--epoch-seconds", type=float, default=3.0)
     parser.add_argument("--poll-seconds", type=float, default=15.0, help="executor.slurm.poll_seconds")
+    parser.add_argument("--proxies", default="threads,actors",
+                        help="tune.proxies to compare, comma-separated (each runs every --trials count)")
     parser.add_argument("--keep-cluster", action="store_true")
     parser.add_argument("--no-floor", action="store_true", help="skip the bare-worker measurement")
     args = parser.parse_args()
     counts = [int(x) for x in args.trials.split(",")]
+    modes = args.proxies.split(",")
     floor = {} if args.no_floor else measure_floor()
     os.environ["SLURM_CONF"] = start_cluster(cpus=max(counts))
     # the proxies (Ray workers, started by this process) submit the load generator; its module is found on
@@ -205,11 +212,13 @@ def main() -> int:
           f"each ({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start); work {work}")
     base = memory_mb(os.getpid())
     try:
-        rows = [run_one(work, n, args) for n in counts]
+        # every N of one kind of proxy, then the next: the growth per trial compares runs of one kind
+        rows = [run_one(work, n, mode, args) for mode in modes for n in counts]
     finally:
         if not args.keep_cluster:
             stop_cluster()
-    print(f"  {'concurrent trials':44s} " + " ".join(f"{n:>9d}" for n in counts) + "   goal")
+    print(f"  {'tune.proxies':44s} " + " ".join(f"{mode:>9s}" for mode in modes for _ in counts))
+    print(f"  {'concurrent trials':44s} " + " ".join(f"{n:>9d}" for _ in modes for n in counts) + "   goal")
     lines = [
         ("sweep wall time [s]", "wall", "{:9.1f}", ""),
         ("trials running at once, at most", "most_running", "{:9.0f}", ""),
@@ -227,12 +236,14 @@ def main() -> int:
     for label, key, fmt, goal in lines:
         print(f"  {label:44s} " + " ".join(fmt.format(r[key]) for r in rows) + f"   {goal}")
     print(f"  {'driver alone before Ray, RSS / PSS [MB]':44s} {base[0]:9.0f} {base[1]:9.0f}")
-    for n, row in zip(counts[1:], rows[1:]):
-        for kind in ("rss", "pss"):
-            # per trial that really ran at the same time (fewer than N overlap on a loaded machine)
-            growth = (row[kind] - rows[0][kind]) / max(1, row["most_running"] - rows[0]["most_running"])
-            print(f"  {kind.upper()} growth per concurrent trial, {counts[0]} -> {n}: {growth:7.1f} MB   goal <= "
-                  f"{GOAL_MB_PER_TRIAL:.0f} MB: {'met' if growth <= GOAL_MB_PER_TRIAL else 'NOT met'}")
+    for m, mode in enumerate(modes):
+        first = rows[m * len(counts)]
+        for n, row in zip(counts[1:], rows[m * len(counts) + 1:(m + 1) * len(counts)]):
+            for kind in ("rss", "pss"):
+                # per trial that really ran at the same time (fewer than N overlap on a loaded machine)
+                growth = (row[kind] - first[kind]) / max(1, row["most_running"] - first["most_running"])
+                print(f"  {mode:7s} {kind.upper()} growth per concurrent trial, {counts[0]} -> {n}: {growth:7.1f} MB"
+                      f"   goal <= {GOAL_MB_PER_TRIAL:.0f} MB: {'met' if growth <= GOAL_MB_PER_TRIAL else 'NOT met'}")
     per_trial = [r["pss"] / max(1, r["most_running"]) for r in rows]
     print(f"  {'PSS per running trial (total / at most) [MB]':44s} " + " ".join(f"{v:9.1f}" for v in per_trial))
     for variant, (pss, rss) in floor.items():

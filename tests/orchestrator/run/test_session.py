@@ -60,7 +60,7 @@ def test_sigkill_driver_then_resume(tmp_path: Path) -> None:
     path = write_sweep(tmp_path / "kill.yaml", "e2e-kill", base={
         "model": "resnet20", "dataset": {"name": "digits", "backend": "pytorch", "num_workers": 0},
         "recipe": {"epochs": 2, "batch_size": 16, "max_steps_per_epoch": 2, "optimizer": {"lr": 0.05}},
-    }, tune={"max_concurrent_trials": 1, "max_failures": 1})  # fmt: skip
+    }, tune={"max_concurrent_trials": 1, "max_failures": 1, "proxies": "actors"})  # fmt: skip
     spec = load_sweep(path)
     first, second = (TrialDir.for_trial(spec.storage.root, spec.name, t.trial_key) for t in expand(spec))
     driver = _cli("sweep", str(path), "--no-progress", cwd=tmp_path, env={"CONVSWEEP_FAULT": "sleep:seconds=2"})
@@ -115,13 +115,14 @@ def test_sigkill_driver_then_resume(tmp_path: Path) -> None:
     assert sorted(m.step for m in history) == [1, 2]
 
 
-def test_sigint_driver_cancels_its_jobs_and_resume_reruns_them(tmp_path: Path) -> None:
+@pytest.mark.parametrize("proxies", ["threads", "actors"])
+def test_sigint_driver_cancels_its_jobs_and_resume_reruns_them(tmp_path: Path, proxies: str) -> None:
     """SIGINT to `convsweep sweep` (what `convsweep cancel` sends): the driver cancels the running job itself,
     promptly; the interrupted trial is not taken for one the scheduler stopped, so `resume` runs it again. The
     summary counts the trial that never started (one at a time: the second waits), and Ray's own advice to
     call Tuner.restore does not reach the user."""
     path = write_sweep(tmp_path / "int.yaml", "e2e-int", resources={"processes_per_node": 1},
-                        tune={"max_concurrent_trials": 1, "max_failures": 1})
+                        tune={"max_concurrent_trials": 1, "max_failures": 1, "proxies": proxies})
     spec = load_sweep(path)
     trial, waiting = expand(spec)
     td = TrialDir.for_trial(spec.storage.root, spec.name, trial.trial_key)

@@ -1,4 +1,5 @@
-"""End to end on the real stack: Ray Tune (local cluster), MLflow (SQLite), submitit local jobs, DDP over gloo.
+"""End to end on the real stack: the driver (its threads asking Ray Tune's scheduler; one test also under Tune's
+runtime on a Ray local cluster), MLflow (SQLite), submitit local jobs, DDP over gloo.
 
 Economical on purpose (2 cores): digits, ResNet-20, batch 16, 2 steps per epoch, 2 epochs.
 """
@@ -34,7 +35,7 @@ def ray_cluster():
         ray.shutdown()
 
 
-def test_two_trials_end_to_end_then_idempotent(tmp_path: Path, ray_cluster: None) -> None:
+def test_two_trials_end_to_end_then_idempotent(tmp_path: Path) -> None:
     path = write_sweep(tmp_path / "two.yaml", "e2e-two")
     data = yaml.safe_load(path.read_text())
     data["base"]["analysis"] = {"erf": {"stage": "layers.1", "images": 16}}
@@ -81,9 +82,7 @@ def test_two_trials_end_to_end_then_idempotent(tmp_path: Path, ray_cluster: None
     assert sorted(p.name for p in jobs_dir.iterdir()) == jobs_before  # no job submitted
 
 
-def test_crash_once_is_retried_from_its_checkpoint(
-    tmp_path: Path, ray_cluster: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_crash_once_is_retried_from_its_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_sweep(tmp_path / "once.yaml", "e2e-once", grid={}, resources={"processes_per_node": 1})
     monkeypatch.setenv("CONVSWEEP_FAULT", "crash_once:epoch=1")
     result = run_sweep(path, show_progress=False)
@@ -100,9 +99,7 @@ def test_crash_once_is_retried_from_its_checkpoint(
     assert steps == [1, 2]
 
 
-def test_always_crashing_trial_ends_failed_with_traceback(
-    tmp_path: Path, ray_cluster: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_always_crashing_trial_ends_failed_with_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_sweep(tmp_path / "crash.yaml", "e2e-crash", grid={}, resources={"processes_per_node": 1})
     # every attempt crashes after the epoch it trains: attempt 1 after epoch 1, the retry after epoch 2
     monkeypatch.setenv("CONVSWEEP_FAULT", "crash:epoch=1;crash:epoch=2")
@@ -121,13 +118,16 @@ def test_always_crashing_trial_ends_failed_with_traceback(
     assert not td.is_done
 
 
+@pytest.mark.parametrize("proxies", ["threads", "actors"])
 def test_asha_stops_the_worse_trial_and_ends_its_job(
-    tmp_path: Path, ray_cluster: None, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, proxies: str
 ) -> None:
     """ASHA on a metric known in advance (the reported lr): the second trial is below the rung's cutoff.
 
     The better trial only has to put its epoch 1 on the rung first, so it trains one epoch; the worse one has
     three, and is stopped after its first."""
+    if proxies == "actors":
+        request.getfixturevalue("ray_cluster")
     path = write_sweep(
         tmp_path / "asha.yaml", "e2e-asha", grid={},
         zip=[{"recipe.optimizer.lr": [0.1, 0.01], "recipe.epochs": [1, 3]}],
@@ -135,7 +135,7 @@ def test_asha_stops_the_worse_trial_and_ends_its_job(
               "recipe": {"batch_size": 16, "max_steps_per_epoch": 1}},
         resources={"processes_per_node": 1},
         tune={"max_concurrent_trials": 1, "scheduler": "asha", "metric": "lr", "mode": "max", "grace_period": 1,
-              "reduction_factor": 2, "max_failures": 0},
+              "reduction_factor": 2, "max_failures": 0, "proxies": proxies},
     )  # fmt: skip
     # Each epoch is followed by a pause long enough for Tune (slow on two busy cores) to process epoch 1 of the
     # worse trial and stop it while its job still runs (three pauses before its job could end on its own).

@@ -39,7 +39,7 @@ def test_proxies_load_no_mlflow_and_their_records_arrive_once(tmp_path: Path) ->
         "seeds": list(range(TRIALS)),
         "resources": {"processes_per_node": 1},
         "executor": {"local": {"warm_start": False}},
-        "tune": {"max_concurrent_trials": TRIALS, "max_failures": 0},
+        "tune": {"max_concurrent_trials": TRIALS, "max_failures": 0, "proxies": "actors"},
     }))  # fmt: skip
     # the proxies build the probe job from this variable (orchestrator.run.proxy._trial_job); Ray's workers
     # inherit PYTHONPATH from the driver
