@@ -8,8 +8,9 @@ The packages follow the path of one sweep, each importing only those before it (
 - ``track``: MLflow: probing a store, writing a trial's records, keeping them through an outage, reading runs;
 - ``plots``: matplotlib drawing shared by the job's analyses and the figures;
 - ``train``: what runs on a compute node: the job, the DDP trainer, evaluation, checkpoints, optimisers, schedules;
-- ``run``: the driver: preflight checks, the plan and its cost, the Ray Tune loop (the only module importing
-  Ray), the per-trial proxy, the executors, reuse, and status/cancel of a recorded sweep;
+- ``run``: the driver: preflight checks, the plan and its cost, the trials followed by its threads under Ray
+  Tune's scheduler (or by Tune's runtime; ``run.tune`` is the only module importing Ray), the per-trial proxy,
+  the executors, reuse, and status/cancel of a recorded sweep;
 - ``tables``: the papers' tables, figures, exports and the HTML report from recorded runs;
 - ``cli``: the ``convsweep`` command line, on top of all of them.
 

@@ -8,7 +8,7 @@ anything else it stores the resolved sweep as ``<storage root>/<sweep>/sweep.jso
 (``orchestrator.run.sweepdir``): ``resume``, ``status``, ``cancel`` and ``logs`` (``orchestrator.run.control``)
 then need only the sweep's name.
 
-``resume_sweep`` restores the sweep's Tune experiment when there is one (Tune re-runs its unfinished trials,
+``resume_sweep`` restores the sweep's Tune experiment when there is one (``tune.proxies: actors``) (Tune re-runs its unfinished trials,
 and with ``restart_errored`` its errored ones), then runs whatever is still unsettled as a fresh Tune run:
 a trial Tune's saved state calls ended but that is not settled (its folder damaged, its run KILLED) is
 not Tune's to run again, so only this second run trains it -- and ``resume`` converges.

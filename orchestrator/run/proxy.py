@@ -1,7 +1,7 @@
 """The driver-side life of one trial: prepare its directory, submit its job, follow it, record it in MLflow.
 
-``run_trial`` is what each Ray Tune trial runs (``orchestrator.run.tune`` wraps it; this module does not import
-Ray). It is a thin proxy: the training happens in the job's processes, which talk to the driver only through
+``run_trial`` is what each trial runs, in a thread of the driver (``orchestrator.run.pool``) or as a Ray Tune
+trial (``orchestrator.run.tune`` wraps it; this module does not import Ray). It is a thin proxy: the training happens in the job's processes, which talk to the driver only through
 the trial directory. The proxy
 
 1. writes ``spec.json`` and has the sweep's writer open the trial's MLflow run (creating it or re-using it),
@@ -17,9 +17,9 @@ the trial directory. The proxy
    ``TrialFailed`` raised so Tune can retry); when it is interrupted (Tune stopped the trial, the process
    exits) the job is cancelled and the run ends KILLED.
 
-The proxy imports no MLflow (each proxy is a Ray worker of its own, and MLflow would be most of its memory):
-every tracking call goes to the sweep's one ``orchestrator.track.writer.TrackingWriter`` (``TrialWriter``
-here; a Ray actor, ``orchestrator.run.tune``). MLflow going away does not stop any of this: the writer keeps
+The proxy imports no MLflow (under Tune's runtime each proxy is a Ray worker of its own, and MLflow would be
+most of its memory): every tracking call goes to the sweep's one ``orchestrator.track.writer.TrackingWriter``
+(``TrialWriter`` here; the driver's own, or a Ray actor under Tune's runtime). MLflow going away does not stop any of this: the writer keeps
 what the store did not take and tries it again (``orchestrator.track.outbox``); a DONE trial waits for its
 records to be in (up to a bound), then ends for Tune anyway and leaves them to ``convsweep resume``.
 

@@ -1,10 +1,12 @@
-"""One Tune run over a sweep's pending trials, as the driver holds it (``orchestrator.run.driver`` decides what
-is pending): the driver's pid file, the executor's watcher, SIGINT/SIGTERM, the trials the ASHA scheduler
-stops, the jobs left running when Tune returns, and each trial's outcome sorted into the ``SweepResult``.
+"""One run over a sweep's pending trials, as the driver holds it (``orchestrator.run.driver`` decides what is
+pending): the driver's threads asking Tune's scheduler (``orchestrator.run.pool``, ``tune.proxies: threads``)
+or Tune's runtime (``orchestrator.run.tune``); the driver's pid file, the executor's watcher, SIGINT/SIGTERM,
+the trials the ASHA scheduler stops, the jobs left running at the end, and each trial's outcome sorted into
+the ``SweepResult``.
 
 Stopping: on SIGINT or SIGTERM the driver writes ``STOPPING`` (``SweepDir.stopping``), cancels every job
 recorded in its trials' ``job.json`` itself (``orchestrator.run.control.end_jobs``: it does not wait for Ray,
-which ends the trials' processes before their own cleanup can run) and then lets Tune stop. Trials stopped
+which ends the trials' processes before their own cleanup can run) and then lets Tune (or the threads) stop. Trials stopped
 that way are not settled: only a trial the ASHA scheduler stopped (scheduler ``asha``, driver not interrupted)
 is tagged ``convsweep.stopped=scheduler``, and ``resume`` runs everything else again from its checkpoint.
 """
@@ -57,7 +59,7 @@ class SweepResult:
     failed: dict[str, str] = field(default_factory=dict)  # key -> last line of the error
     rerun: dict[str, str] = field(default_factory=dict)  # key -> why its recorded finish did not hold up
     source_file: str | None = None
-    restored: bool = False  # resumed through Ray Tune's saved experiment state
+    restored: bool = False  # resumed through Ray Tune's saved experiment state (tune.proxies: actors)
     halted: bool = False  # the driver was stopped (SIGINT, SIGTERM, convsweep cancel)
 
     @property

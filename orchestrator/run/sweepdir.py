@@ -9,7 +9,7 @@ Layout::
     STOPPING        written when the sweep is being stopped, before any job is cancelled: no proxy submits more
     jobs/           the executor's own folder (submitit files, SLURM's watcher); ``jobs/driver.log`` is a detached
                     driver's log (there, because an executor accepts only jobs whose log is in its folder)
-    tune/           Ray Tune's experiment state (what ``resume`` restores)
+    tune/           Ray Tune's experiment state (tune.proxies: actors; what ``resume`` restores)
     report.html     ``convsweep report``'s default output
     <trial key>/    one ``TrialDir`` per trial (a symlink into another sweep's folder for a reused trial)
 

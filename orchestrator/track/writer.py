@@ -1,9 +1,9 @@
 """One MLflow writer for a whole sweep: every trial's records go through it, and one thread makes the calls.
 
-The trials' proxies (``orchestrator.run.proxy``, one Ray worker each) import no MLflow: they tell the writer
-what happened to their trial -- a run to open, new lines in ``metrics.jsonl``, a job id, the end -- and the
-writer reads the trial directory and calls MLflow. ``orchestrator.run.tune`` hosts it as one Ray actor per
-sweep; it is plain Python (a test uses it in-process). MLflow's import, client and store connection are then
+The trials' proxies (``orchestrator.run.proxy``: threads of the driver, or one Ray worker each) make no MLflow
+call: they tell the writer what happened to their trial -- a run to open, new lines in ``metrics.jsonl``, a job
+id, the end -- and the writer reads the trial directory and calls MLflow. It is plain Python: the driver holds
+it (``orchestrator.run.pool``), or, under Tune's runtime, ``orchestrator.run.tune`` hosts it as one Ray actor. MLflow's import, client and store connection are then
 paid once per sweep, not once per concurrent trial, and one thread (``_loop``) makes every call, in the order
 the calls came, so the calls of one trial keep their order.
 

@@ -5,6 +5,8 @@ world size 1, local executor with warm start), and prints, per repeat, the wall 
 command to: the trial's job being submitted (the mtime of its ``job.json``), the start of its first step (the
 metrics line's mtime minus its epoch_seconds) and the command's exit.
 
+Each ``--proxies`` kind is measured: ``threads`` (the default: no Ray process) and ``actors`` (Tune's runtime).
+
 Run:  cd /work/main && .venv/bin/python tests/bench/bench_startup.py [--repeats 3] [--code DIR] [--against OLD]
 (``--code DIR`` measures another checkout of the package; ``--against OLD`` also measures OLD, e.g. a
 ``git archive main`` copy, alternating with DIR run by run so both see the same load, and prints both.)
@@ -28,7 +30,7 @@ import yaml
 GOAL_SECONDS = 10.0
 
 
-def measure(code: Path) -> dict[str, float]:
+def measure(code: Path, proxies: str | None) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="bench-startup-"))
     sweep = work / "startup.yaml"
     sweep.write_text(yaml.safe_dump({
@@ -39,7 +41,8 @@ def measure(code: Path) -> dict[str, float]:
                  "recipe": {"epochs": 1, "batch_size": 8, "max_steps_per_epoch": 1}},
         "seeds": [0],
         "resources": {"processes_per_node": 1},
-        "tune": {"max_concurrent_trials": 1, "max_failures": 0},
+        # code from before tune.proxies existed is run without the key (it ran what is now "actors")
+        "tune": {"max_concurrent_trials": 1, "max_failures": 0, **({"proxies": proxies} if proxies else {})},
     }))  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(code)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -62,8 +65,8 @@ def _median(values: list[float]) -> float:
     return sorted(values)[len(values) // 2]
 
 
-def _print(code: Path, rows: list[dict[str, float]]) -> None:
-    print(f"code {code}:")
+def _print(code: Path, proxies: str | None, rows: list[dict[str, float]]) -> None:
+    print(f"code {code}" + (f", tune.proxies {proxies}:" if proxies else ":"))
     for label, key in (("launch -> job submitted [s]", "submitted"), ("launch -> first training step [s]",
                                                                       "first_step"), ("launch -> exit [s]", "exit"),
                        ("CPU seconds (all processes)", "cpu")):
@@ -78,18 +81,21 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--code", type=Path, default=Path(__file__).resolve().parents[2],
                         help="the checkout whose orchestrator to run (default: this one)")
+    parser.add_argument("--proxies", default="threads,actors",
+                        help="tune.proxies to measure --code with, comma-separated (--against runs without the key)")
     parser.add_argument("--against", type=Path, default=None,
                         help="another checkout to measure too, alternating with --code (e.g. the code before a change)")
     args = parser.parse_args()
-    codes = [c.resolve() for c in ([args.against] if args.against else []) + [args.code]]
+    variants: list[tuple[Path, str | None]] = [(args.against.resolve(), None)] if args.against else []
+    variants += [(args.code.resolve(), proxies) for proxies in args.proxies.split(",")]
     print(f"start-up benchmark: one-trial local sweep ({os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.1f} at start)")
-    rows: dict[Path, list[dict[str, float]]] = {code: [] for code in codes}
+    rows: dict[tuple[Path, str | None], list[dict[str, float]]] = {variant: [] for variant in variants}
     for _ in range(args.repeats):
-        for code in codes:  # alternating: a change in the machine's load hits both alike
-            rows[code].append(measure(code))
-    for code in codes:
-        _print(code, rows[code])
+        for variant in variants:  # alternating: a change in the machine's load hits all alike
+            rows[variant].append(measure(*variant))
+    for variant in variants:
+        _print(*variant, rows[variant])
     print(f"  load average at the end: {os.getloadavg()[0]:.1f}")
     return 0
 
