@@ -189,7 +189,7 @@ def test_the_plan_hashes_each_trial_key_once(monkeypatch):
 
 
 def test_flop_counts_are_kept_under_the_storage_root_for_the_next_plan(tmp_path):
-    """The first plan with a gpu_type builds each distinct model on the meta device to count its FLOPs (torch
+    """The first plan with a gpu_type builds each distinct model (CPU or meta device) to count its FLOPs (torch
     imported: seconds); it keeps the counts under the storage root, keyed by the code version, so the next
     plan of the sweep imports no torch and prices it the same."""
     import json

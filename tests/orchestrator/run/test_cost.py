@@ -1,0 +1,84 @@
+"""run.cost: the FLOP estimate's multiply-adds, counted as a plan counts them (small images on the CPU, the
+weights left uninitialised), equal FlopCounterMode's / 2 on every model/method/knobs/input of the
+experiments' sweeps, and the first plan that counts them imports no torch._dynamo."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from torch.utils.flop_counter import FlopCounterMode
+
+import layers
+import pipelines
+from orchestrator.run import cost
+from orchestrator.spec.expand import expand
+from orchestrator.spec.load import load_sweep
+
+EXPERIMENTS = Path(__file__).resolve().parents[3] / "experiments"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The reference's forwards on one image: a second intra-op thread only spins (4x the CPU time)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def experiment_trials() -> dict[tuple, object]:
+    """One trial per (model, method, input shape) of every experiments/*.yaml sweep and profile (all of their
+    193 distinct calibration keys would take 10 s here)."""
+    trials = {}
+    for path in sorted(EXPERIMENTS.glob("*.yaml")):
+        for profile in [None, *(yaml.safe_load(path.read_text()).get("profiles") or {})]:
+            spec = load_sweep(path, profile, check=False)
+            for trial in expand(spec) if spec.evaluate is None else []:
+                key = json.loads(cost.calibration_key(trial))
+                trials.setdefault((key["model"], key["method"], tuple(key["input"])), trial)
+    return trials
+
+
+def flop_counter_mode(trial) -> int:
+    """The reference: a model built as a trial builds it (initialised), its forward under FlopCounterMode."""
+    info = pipelines.dataset_info(trial.dataset.name)
+    model = layers.build_model(trial.model, info.num_classes, trial.layer.method, in_channels=info.in_channels,
+                               **trial.layer.build_knobs()).eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, info.in_channels, *info.image_shape))
+    return counter.get_total_flops() // 2
+
+
+def test_counts_of_the_experiments_small_images_equal_flop_counter_mode(monkeypatch):
+    """Every key counted on the CPU (the ImageNet-sized ones are counted on meta by the counter that
+    tests/layers/test_macs.py holds to FlopCounterMode on the same models)."""
+    monkeypatch.setattr(cost, "_FLOPS", {})
+    small = {k: t for k, t in experiment_trials().items() if math.prod(k[2][1:]) <= cost.CPU_COUNT_PIXELS}
+    assert {k[:2] for k in small} >= {("resnet20", "coc"), ("resnet56", "gmconv"), ("resnet18_cifar", "s-gmconv"),
+                                      ("aconv_simple", "aconv"), ("aconv_resnet", "stdconv")}
+    assert {k[2] for k in small} == {(3, 32, 32), (1, 28, 28), (1, 50, 37), (1, 60, 60)}
+    for key, trial in small.items():
+        assert cost.forward_macs(trial) == flop_counter_mode(trial), key
+
+
+def test_the_first_counting_plan_imports_torch_but_not_dynamo(tmp_path):
+    """FlopCounterMode imported torch._dynamo: ~1.5 s of the first FLOP-priced plan of a 10,000-trial sweep."""
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "flops", "storage": {"root": str(tmp_path / "runs")},
+        "base": {"model": "resnet20", "dataset": {"name": "cifar10", "backend": "synthetic"}},
+        "grid": {"layer.method": ["stdconv", "gmconv", "coc", "aconv"]}, "seeds": [0],
+        "resources": {"gpu_type": "A100", "gpus_per_node": 1}}))
+    code = ("import sys; from orchestrator.run.plan import plan; from orchestrator.spec.load import load_sweep; "
+            f"p = plan(load_sweep({str(path)!r})); print(p.rows[0].cost_source.split()[0]); "
+            "print('torch' in sys.modules, 'torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["FLOPs", "True", "False"]
+    assert len(json.loads((tmp_path / "runs" / cost.FLOPS_FILE).read_text())["macs"]) == 4
