@@ -4,8 +4,9 @@ Three sources, the first that applies wins:
 1. ``resources.hours_per_epoch``: the user's own figure (``orchestrator.run.plan`` uses it as given);
 2. a calibration (``convsweep calibrate FILE``): seconds per training image of the trial's (model, method,
    knobs, input size, AMP), timed on the node where it ran and stored in ``<storage root>/calibration.json``;
-3. the FLOP model: multiply-adds of one forward pass (``layers.count_params_flops`` on one image, on the CPU
-   or, for large images, the ``meta`` device), x 2 FLOPs each, x 3 for a training step (forward + backward),
+3. the FLOP model: multiply-adds of one forward pass (``layers.declared_macs`` from our own models' shapes,
+   without torch; else ``layers.count_params_flops`` on one image, on the CPU or, for large images, the
+   ``meta`` device), x 2 FLOPs each, x 3 for a training step (forward + backward),
    over the epoch's training images, plus one forward pass over the validation images, divided by the device's peak
    throughput (``orchestrator.spec.names.DEVICES``: fp32/TF32 or AMP fp16/bf16 tensor-core peaks) times ``UTILISATION``, an assumed
    share of peak that whole training runs reach (ResNet-50 on an A100 with AMP trains at about 2,470 img/s,
@@ -64,27 +65,36 @@ CPU_COUNT_PIXELS = 64 * 64
 
 
 def forward_macs(trial: Any) -> int:
-    """Multiply-adds of one image's forward pass (``layers.count_params_flops``; cached per calibration key,
-    ``load_counts``/``save_counts`` keep them across processes)."""
+    """Multiply-adds of one image's forward pass: worked out from the shapes of our own models
+    (``layers.declared_macs``, no torch), else counted on a built model (``layers.count_params_flops``);
+    cached per calibration key, ``load_counts``/``save_counts`` keep them across processes."""
     key = calibration_key(trial)
     if key not in _FLOPS:
-        import math
-
-        import layers
         import pipelines
-
-        import torch
+        from layers.declared_macs import declared_macs
 
         info = pipelines.dataset_info(trial.dataset.name)
-        device = "cpu" if math.prod(info.image_shape) <= CPU_COUNT_PIXELS else "meta"
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # one image's small ops: more threads only spin (2-4x the CPU time, measured)
-        try:
-            model = _counting_model(trial, info, device)
-            _FLOPS[key] = layers.count_params_flops(model, (1, info.in_channels, *info.image_shape))[1]
-        finally:
-            torch.set_num_threads(threads)
+        macs = declared_macs(trial.model, trial.layer.method, info.num_classes, info.in_channels, info.image_shape,
+                             trial.layer.build_knobs())
+        _FLOPS[key] = _counted_macs(trial, info) if macs is None else macs
     return _FLOPS[key]
+
+
+def _counted_macs(trial: Any, info: Any) -> int:
+    import math
+
+    import torch
+
+    import layers
+
+    device = "cpu" if math.prod(info.image_shape) <= CPU_COUNT_PIXELS else "meta"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one image's small ops: more threads only spin (2-4x the CPU time, measured)
+    try:
+        model = _counting_model(trial, info, device)
+        return layers.count_params_flops(model, (1, info.in_channels, *info.image_shape))[1]
+    finally:
+        torch.set_num_threads(threads)
 
 
 _INIT_FILLS = ("normal_", "uniform_", "fill_", "zero_", "erfinv_", "clamp_", "copy_")

@@ -1,6 +1,7 @@
-"""run.cost: the FLOP estimate's multiply-adds, counted as a plan counts them (small images on the CPU, the
-weights left uninitialised), equal FlopCounterMode's / 2 on every model/method/knobs/input of the
-experiments' sweeps, and the first plan that counts them imports no torch._dynamo."""
+"""run.cost: the FLOP estimate's multiply-adds, as a plan gets them (declared from our models' shapes, or
+counted on a built model: small images on the CPU, the weights left uninitialised), equal FlopCounterMode's
+/ 2 on every model/method/input of the experiments' sweeps; the first plan that counts imports no torch for
+our own models and no torch._dynamo otherwise."""
 
 from __future__ import annotations
 
@@ -65,20 +66,27 @@ def test_counts_of_the_experiments_small_images_equal_flop_counter_mode(monkeypa
                                       ("aconv_simple", "aconv"), ("aconv_resnet", "stdconv")}
     assert {k[2] for k in small} == {(3, 32, 32), (1, 28, 28), (1, 50, 37), (1, 60, 60)}
     for key, trial in small.items():
-        assert cost.forward_macs(trial) == flop_counter_mode(trial), key
+        expected = flop_counter_mode(trial)
+        assert cost.forward_macs(trial) == expected, key
+        assert cost._counted_macs(trial, pipelines.dataset_info(trial.dataset.name)) == expected, key
 
 
-def test_the_first_counting_plan_imports_torch_but_not_dynamo(tmp_path):
-    """FlopCounterMode imported torch._dynamo: ~1.5 s of the first FLOP-priced plan of a 10,000-trial sweep."""
-    path = tmp_path / "s.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": "flops", "storage": {"root": str(tmp_path / "runs")},
-        "base": {"model": "resnet20", "dataset": {"name": "cifar10", "backend": "synthetic"}},
-        "grid": {"layer.method": ["stdconv", "gmconv", "coc", "aconv"]}, "seeds": [0],
-        "resources": {"gpu_type": "A100", "gpus_per_node": 1}}))
-    code = ("import sys; from orchestrator.run.plan import plan; from orchestrator.spec.load import load_sweep; "
-            f"p = plan(load_sweep({str(path)!r})); print(p.rows[0].cost_source.split()[0]); "
-            "print('torch' in sys.modules, 'torch._dynamo' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["FLOPs", "True", "False"]
-    assert len(json.loads((tmp_path / "runs" / cost.FLOPS_FILE).read_text())["macs"]) == 4
+def test_the_first_counting_plan_imports_no_torch_for_our_models_and_no_dynamo_for_coc(tmp_path):
+    """Our own models' counts are worked out from their shapes (layers.declared_macs); CoC's are counted on a
+    built model, without FlopCounterMode's import of torch._dynamo (~1.5 s)."""
+    for methods, imported in ((["stdconv", "s-gmconv", "gmconv", "aconv"], ["False", "False"]),
+                              (["stdconv", "coc"], ["True", "False"])):
+        root = tmp_path / "-".join(methods)
+        path = root / "s.yaml"
+        root.mkdir()
+        path.write_text(yaml.safe_dump({
+            "name": "flops", "storage": {"root": str(root / "runs")},
+            "base": {"model": "resnet20", "dataset": {"name": "cifar10", "backend": "synthetic"}},
+            "grid": {"layer.method": methods}, "seeds": [0],
+            "resources": {"gpu_type": "A100", "gpus_per_node": 1}}))
+        code = ("import sys; from orchestrator.run.plan import plan; from orchestrator.spec.load import load_sweep; "
+                f"p = plan(load_sweep({str(path)!r})); print(p.rows[0].cost_source.split()[0]); "
+                "print('torch' in sys.modules, 'torch._dynamo' in sys.modules)")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+        assert out == ["FLOPs", *imported], methods
+        assert len(json.loads((root / "runs" / cost.FLOPS_FILE).read_text())["macs"]) == len(methods)
