@@ -47,13 +47,14 @@ def experiment_trials() -> dict[tuple, object]:
     return trials
 
 
-def flop_counter_mode(trial) -> int:
+def flop_counter_mode(trial, device: str = "cpu") -> int:
     """The reference: a model built as a trial builds it (initialised), its forward under FlopCounterMode."""
     info = pipelines.dataset_info(trial.dataset.name)
-    model = layers.build_model(trial.model, info.num_classes, trial.layer.method, in_channels=info.in_channels,
-                               **trial.layer.build_knobs()).eval()
+    with torch.device(device):
+        model = layers.build_model(trial.model, info.num_classes, trial.layer.method,
+                                   in_channels=info.in_channels, **trial.layer.build_knobs()).eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, info.in_channels, *info.image_shape))
+        model(torch.zeros(1, info.in_channels, *info.image_shape, device=device))
     return counter.get_total_flops() // 2
 
 
@@ -69,6 +70,18 @@ def test_counts_of_the_experiments_small_images_equal_flop_counter_mode(monkeypa
         expected = flop_counter_mode(trial)
         assert cost.forward_macs(trial) == expected, key
         assert cost._counted_macs(trial, pipelines.dataset_info(trial.dataset.name)) == expected, key
+
+
+def test_counts_of_imagenet_sized_images_on_meta_equal_flop_counter_mode(monkeypatch):
+    """The plan's other path (large images: meta, initialisation skipped) on three of the experiments'
+    ImageNet-sized combinations (all 26 take 30 s; tests/layers/test_macs.py holds the counter itself to
+    FlopCounterMode on each of them)."""
+    trials = experiment_trials()
+    for key in [("resnet18", "coc", (3, 128, 128)), ("mobilenet_v3_small", "coc", (3, 224, 224)),
+                ("alexnet", "gmconv", (3, 224, 224))]:
+        trial = trials[key]
+        info = pipelines.dataset_info(trial.dataset.name)
+        assert cost._counted_macs(trial, info) == flop_counter_mode(trial, device="meta"), key
 
 
 def test_the_first_counting_plan_imports_no_torch_for_our_models_and_no_dynamo_for_coc(tmp_path):
