@@ -2,7 +2,9 @@
 
 What belongs here: the conv variants as drop-in ``nn.Conv2d`` replacements, their exact
 re-parameterisation into a plain conv, the conversion of a model's convs, the registries (methods and their
-knobs, models) and the read-outs of the layers (sigmas, parameter/FLOP counts, ERF, learned shapes).
+knobs, models) and the read-outs of the layers (sigmas, parameter/FLOP counts, ERF, learned shapes). FLOPs
+are counted on a built model (``count_params_flops``, by ``macs``) or, for our own models, worked out from
+their shapes without torch (``declared_macs``, which a plan uses).
 What it may import: torch (lazily: ``import layers`` itself imports none), torchvision and timm (only inside
 the builders that need them), and nothing of ours (not ``orchestrator``, not ``pipelines``). The registries
 ``knobs`` (methods and knobs) and ``catalogue`` (models) are plain Python, so config validation gets every
@@ -41,7 +43,7 @@ _LAZY = {
     "theoretical_receptive_field": "erf", "reparameterize_model": "fold", "GMConv2d": "gmconv",
     "build_model": "models", "register_model": "models", "orth_loss": "orth", "ReparamConv2d": "_reparam",
     "StdConv2d": "stdconv", "count_params_flops": "summary", "sigma_summary": "summary", "LearnedShapes": "shapes",
-    "learned_shapes": "shapes",
+    "learned_shapes": "shapes", "count_macs": "macs", "declared_macs": "declared_macs",
 }
 
 
@@ -61,5 +63,5 @@ __all__ = [
     "clamp_adaptive_sigmas", "sigma_summary", "count_params_flops", "ConversionReport", "register_model",
     "validate_build_args", "effective_receptive_field", "erf_radii", "theoretical_receptive_field",
     "LearnedShapes", "learned_shapes", "create_conv2d", "model_names", "method_names", "method_help",
-    "knob_names",
+    "knob_names", "count_macs", "declared_macs",
 ]

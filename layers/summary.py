@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from .aconv import AdaptiveConv2d
 from .gmconv import GMConv2d
+from .macs import count_macs
 
 __all__ = ["sigma_summary", "count_params_flops"]
 
@@ -37,9 +37,10 @@ def sigma_summary(model: nn.Module) -> dict[str, float]:
 def count_params_flops(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 224, 224)) -> tuple[int, int]:
     """``(parameters, FLOPs)`` of one eval-mode forward on zeros of ``input_shape``.
 
-    FLOPs are multiply-adds as the papers count them: ``torch.utils.flop_counter.FlopCounterMode`` counts
-    2 per multiply-add, so its total is halved. Works on the ``meta`` device (no arithmetic is done there),
-    which makes full-resolution counts of large models cheap.
+    FLOPs are multiply-adds as the papers count them: those of the convolutions and matrix products, by
+    ``torch.utils.flop_counter.FlopCounterMode``'s formulas halved (it counts 2 per multiply-add), without
+    its import of ``torch._dynamo`` (``layers.macs``). Works on the ``meta`` device (no arithmetic is done
+    there), which makes full-resolution counts of large models cheap.
     """
     params = sum(p.numel() for p in model.parameters())
     first = next(model.parameters(), None)
@@ -48,8 +49,7 @@ def count_params_flops(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 2
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(torch.zeros(input_shape, device=device, dtype=dtype))
+        macs = count_macs(model, torch.zeros(input_shape, device=device, dtype=dtype))
     finally:
         model.train(was_training)
-    return params, counter.get_total_flops() // 2
+    return params, macs

@@ -12,7 +12,7 @@ follow its directory; MLflow-free, its records go to the sweep's one writer), ``
 Before anything runs: ``preflight`` (the sweep file's checks plus the machine's: executor kind, tracking store,
 MLflow server; ``load_sweep`` and ``validate_every_profile`` for the CLI and the driver), ``plan`` (the trials
 and their estimated cost, as a table) and ``cost`` (device-hours from a calibration or the model's FLOPs,
-counted on the meta device and kept under the storage root; ``calibrate`` times real steps here).
+counted on one image (CPU or meta device) and kept under the storage root; ``calibrate`` times real steps here).
 
 May import: ``spec``, ``dirs``, ``track``, and ``train.job`` (the job's class, which imports torch only when it
 runs). Never ``tables``.

@@ -4,9 +4,10 @@ Three sources, the first that applies wins:
 1. ``resources.hours_per_epoch``: the user's own figure (``orchestrator.run.plan`` uses it as given);
 2. a calibration (``convsweep calibrate FILE``): seconds per training image of the trial's (model, method,
    knobs, input size, AMP), timed on the node where it ran and stored in ``<storage root>/calibration.json``;
-3. the FLOP model: multiply-adds of one forward pass (``layers.count_params_flops`` on the ``meta`` device,
-   so nothing is computed), x 2 FLOPs each, x 3 for a training step (forward + backward), over the epoch's
-   training images, plus one forward pass over the validation images, divided by the device's peak
+3. the FLOP model: multiply-adds of one forward pass (``layers.declared_macs`` from our own models' shapes,
+   without torch; else ``layers.count_params_flops`` on one image, on the CPU or, for large images, the
+   ``meta`` device), x 2 FLOPs each, x 3 for a training step (forward + backward),
+   over the epoch's training images, plus one forward pass over the validation images, divided by the device's peak
    throughput (``orchestrator.spec.names.DEVICES``: fp32/TF32 or AMP fp16/bf16 tensor-core peaks) times ``UTILISATION``, an assumed
    share of peak that whole training runs reach (ResNet-50 on an A100 with AMP trains at about 2,470 img/s,
    NVIDIA's published figure: 24.6 GFLOPs per image x 2,470 = 61 TFLOP/s, 19.5 % of the 312 peak).
@@ -56,38 +57,71 @@ _FLOPS: dict[str, int] = {}  # calibration key -> forward multiply-adds, for thi
 FLOPS_FILE = "flops.json"  # the counts, under the storage root, for the code version that counted them
 
 
+# Inputs up to this many pixels are counted on the CPU, larger ones on ``meta``. On the CPU the kernels are
+# C++ and one image's arithmetic is cheap (9 CIFAR ResNets: ~0.3 s); on ``meta`` many kernels (arange, relu,
+# batch norm) are Python decompositions through ``torch._refs``, whose first call imports ``torch._dynamo``
+# (~1.5 s), but an ImageNet-sized forward costs nothing (on the CPU ~1 s a model).
+CPU_COUNT_PIXELS = 64 * 64
+
+
 def forward_macs(trial: Any) -> int:
-    """Multiply-adds of one image's forward pass, counted on the meta device (cached per calibration key;
-    ``load_counts``/``save_counts`` keep them across processes)."""
+    """Multiply-adds of one image's forward pass: worked out from the shapes of our own models
+    (``layers.declared_macs``, no torch), else counted on a built model (``layers.count_params_flops``);
+    cached per calibration key, ``load_counts``/``save_counts`` keep them across processes."""
     key = calibration_key(trial)
     if key not in _FLOPS:
-        import layers
         import pipelines
+        from layers.declared_macs import declared_macs
 
         info = pipelines.dataset_info(trial.dataset.name)
-        model = _meta_model(trial, info)
-        _FLOPS[key] = layers.count_params_flops(model, (1, info.in_channels, *info.image_shape))[1]
+        macs = declared_macs(trial.model, trial.layer.method, info.num_classes, info.in_channels, info.image_shape,
+                             trial.layer.build_knobs())
+        _FLOPS[key] = _counted_macs(trial, info) if macs is None else macs
     return _FLOPS[key]
 
 
-def _meta_model(trial: Any, info: Any) -> Any:
-    """The trial's model on the meta device, its weights' initialisation skipped (their values are never read:
-    initialising on meta cost about 0.2 s a model, a third of planning a sweep)."""
+def _counted_macs(trial: Any, info: Any) -> int:
+    import math
+
+    import torch
+
+    import layers
+
+    device = "cpu" if math.prod(info.image_shape) <= CPU_COUNT_PIXELS else "meta"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one image's small ops: more threads only spin (2-4x the CPU time, measured)
+    try:
+        model = _counting_model(trial, info, device)
+        return layers.count_params_flops(model, (1, info.in_channels, *info.image_shape))[1]
+    finally:
+        torch.set_num_threads(threads)
+
+
+_INIT_FILLS = ("normal_", "uniform_", "fill_", "zero_", "erfinv_", "clamp_", "copy_")
+
+
+def _counting_model(trial: Any, info: Any, device: str) -> Any:
+    """The trial's model on ``device``, its weights' initialisation (and the copies of weights into converted
+    layers) skipped: only shapes matter to a count, and the fills cost about 0.2 s a model, a third of
+    planning a sweep (the values left are those of ``torch.empty``)."""
     import torch
     from torch.overrides import TorchFunctionMode
 
     import layers
 
-    skipped = {torch.Tensor.normal_, torch.Tensor.uniform_, torch.Tensor.fill_, torch.Tensor.zero_,
-               torch.Tensor.erfinv_, torch.Tensor.clamp_}
+    # torch.nn.init's initialisers (kaiming_uniform_ fills every conv) reach the mode as themselves, the
+    # tensor methods they call then bypassing it
+    skipped = {getattr(cls, name) for cls in (torch.Tensor, torch._C.TensorBase) for name in _INIT_FILLS}
+    skipped |= {f for name, f in vars(torch.nn.init).items() if name.endswith("_") and not name.startswith("_")}
 
     class SkipInit(TorchFunctionMode):
         def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-            if func in skipped and args and args[0].is_meta:
-                return args[0]
-            return func(*args, **(kwargs or {}))
+            kwargs = kwargs or {}
+            if func in skipped:
+                return args[0] if args else kwargs["tensor"]  # torch.nn.init passes its tensor by name
+            return func(*args, **kwargs)
 
-    with torch.device("meta"), SkipInit():
+    with torch.device(device), SkipInit():
         return layers.build_model(trial.model, info.num_classes, trial.layer.method, in_channels=info.in_channels,
                                   **trial.layer.build_knobs())
 

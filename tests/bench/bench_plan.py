@@ -7,8 +7,9 @@ Three plans of one generated sweep (9 configurations: 3 CIFAR ResNets x 3 method
 - reuse: ``plan FILE`` with the sweep's ``tracking.uri`` a SQLite store holding FINISHED runs of another
   sweep, 200 of them with this sweep's trial keys and DONE trial directories (found as reused), so the
   lookup of every trial's key in the store is timed;
-- gpu_type cold: ``plan FILE --no-reuse --set resources.gpu_type=A100`` (the FLOP estimate: each distinct
-  model built on the meta device and counted, torch imported), its saved counts deleted before each run;
+- gpu_type cold: ``plan FILE --no-reuse --set resources.gpu_type=A100`` (the FLOP estimate of each distinct
+  model, its saved counts deleted before each run: these CIFAR ResNets' are worked out from their shapes,
+  ``layers.declared_macs``, no torch; before that, each model was built and counted, torch imported);
 - gpu_type warm: the same, the counts a previous plan saved under the storage root read back (same code).
 
 Each plan is a fresh ``convsweep`` process (start-up, imports, loading the file included), as a user runs it,

@@ -1,4 +1,4 @@
-"""sigma_summary (flat dict for logging) and count_params_flops (FlopCounterMode / 2)."""
+"""sigma_summary (flat dict for logging) and count_params_flops (FlopCounterMode's formulas / 2)."""
 
 import torch
 from torch import nn

@@ -189,9 +189,9 @@ def test_the_plan_hashes_each_trial_key_once(monkeypatch):
 
 
 def test_flop_counts_are_kept_under_the_storage_root_for_the_next_plan(tmp_path):
-    """The first plan with a gpu_type builds each distinct model on the meta device to count its FLOPs (torch
-    imported: seconds); it keeps the counts under the storage root, keyed by the code version, so the next
-    plan of the sweep imports no torch and prices it the same."""
+    """The first plan with a gpu_type builds each distinct model that layers.declared_macs does not know (CoC)
+    to count its FLOPs (torch imported: seconds); it keeps the counts under the storage root, keyed by the
+    code version, so the next plan of the sweep imports no torch and prices it the same."""
     import json
     import subprocess
     import sys
@@ -204,7 +204,7 @@ def test_flop_counts_are_kept_under_the_storage_root_for_the_next_plan(tmp_path)
     path.write_text(yaml.safe_dump({
         "name": "flops", "storage": {"root": str(tmp_path / "runs")},
         "base": {"model": "resnet20", "dataset": {"name": "cifar10", "backend": "synthetic"}},
-        "grid": {"layer.method": ["stdconv", "gmconv"]}, "seeds": [0, 1],
+        "grid": {"layer.method": ["stdconv", "coc"]}, "seeds": [0, 1],  # CoC's count needs a built model
         "resources": {"gpu_type": "A100", "gpus_per_node": 1}}))
     first = plan(load_sweep(path))
     saved = json.loads((tmp_path / "runs" / FLOPS_FILE).read_text())
