@@ -80,13 +80,12 @@ def _context(spec: SweepSpec) -> TrialContext:
     )
 
 
-def _epochs_on_disk(spec: SweepSpec, trials: list[TrialSpec]) -> dict[str, int]:
-    seen, folder = {}, SweepDir.of(spec)
-    for t in trials:
-        records = folder.trial(t.trial_key).read_metrics()
-        if records:
-            seen[t.trial_key] = min(int(records[-1]["epoch"]), t.recipe.epochs)
-    return seen
+def _metrics_on_disk(spec: SweepSpec, trials: list[TrialSpec]) -> dict[str, list[dict[str, Any]]]:
+    """The metrics lines of each trial that has any, read once: the epochs the progress bars count as done, and
+    the history the scheduler is given first (``_run``)."""
+    folder = SweepDir.of(spec)
+    found = {t.trial_key: folder.trial(t.trial_key).read_metrics() for t in trials}
+    return {key: records for key, records in found.items() if records}
 
 
 class _Stopper:
@@ -157,9 +156,12 @@ def run_pending(spec: SweepSpec, trials: list[TrialSpec], pending: list[TrialSpe
     folder = SweepDir.of(spec)
     folder.stopping.unlink(missing_ok=True)
     write_driver_pid(spec, os.getpid())
+    on_disk = _metrics_on_disk(spec, trials)
     progress = SweepProgress(
         len(trials), sum(t.recipe.epochs for t in trials), done_trials=len(trials) - len(pending),
-        epochs_seen=_epochs_on_disk(spec, trials), metric=spec.tune.metric, enabled=show_progress,
+        epochs_seen={t.trial_key: min(int(on_disk[t.trial_key][-1]["epoch"]), t.recipe.epochs)
+                     for t in trials if t.trial_key in on_disk},
+        metric=spec.tune.metric, enabled=show_progress,
     )  # fmt: skip
     background = _Background()
     stopper = _Stopper(spec, pending)
@@ -173,8 +175,8 @@ def run_pending(spec: SweepSpec, trials: list[TrialSpec], pending: list[TrialSpe
 
     try:
         with stopper, progress:
-            outcomes = _run(spec, trials, pending, _context(spec), restore=restore, restart_errored=restart_errored,
-                            progress=progress, on_complete=on_complete)
+            outcomes = _run(spec, trials, pending, _context(spec), on_disk, restore=restore,
+                            restart_errored=restart_errored, progress=progress, on_complete=on_complete)
     finally:
         background.join()
         folder.driver_pid.unlink(missing_ok=True)
@@ -220,7 +222,7 @@ def run_pending(spec: SweepSpec, trials: list[TrialSpec], pending: list[TrialSpe
 
 
 def _run(spec: SweepSpec, trials: list[TrialSpec], pending: list[TrialSpec], ctx: TrialContext,
-         **kwargs: Any) -> list[TrialOutcome]:
+         on_disk: dict[str, list[dict[str, Any]]], **kwargs: Any) -> list[TrialOutcome]:
     """The driver's own threads asking Tune's scheduler (``tune.proxies: threads``), or Tune's runtime."""
     if spec.tune.proxies == "actors":
         from orchestrator.run.tune import run_tune  # imports ray
@@ -229,10 +231,9 @@ def _run(spec: SweepSpec, trials: list[TrialSpec], pending: list[TrialSpec], ctx
     from orchestrator.run.tune import SchedulerDecisions  # imports ray.tune; no Ray process is started
 
     # ASHA's rungs as the sweep's earlier epochs left them: every trial's epochs on disk, in its order
-    folder = SweepDir.of(spec)
-    history = {t.trial_key: [reported_metrics(r) for r in folder.trial(t.trial_key).read_metrics()] for t in trials}
+    history = {key: [reported_metrics(r) for r in records] for key, records in on_disk.items()}
     return run_in_threads(pending, ctx, SchedulerDecisions(spec, trials), concurrency=max_concurrent(spec, pending),
-                          max_failures=spec.tune.max_failures, history={k: v for k, v in history.items() if v},
+                          max_failures=spec.tune.max_failures, history=history,
                           progress=kwargs["progress"], on_complete=kwargs["on_complete"])
 
 

@@ -35,15 +35,6 @@ REPO = HERE.parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
-@pytest.fixture(autouse=True)
-def _environment():
-    """run_trial gives this process the driver's CONVSWEEP_* settings for its jobs: restored after each test."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
-
-
 def _sweep(tmp_path: Path, name: str, seeds: int, **tune: object) -> Path:
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump({
@@ -92,12 +83,14 @@ def test_threads_run_a_sweep_without_ray_processes_and_record_each_epoch_once(tm
         assert run.data.metrics["best_val_top1"] == 10.0 * EPOCHS and run.data.tags["convsweep.job_id"]
 
 
-def test_asha_asked_by_the_threads_stops_the_worse_trial_and_ends_its_job(tmp_path: Path) -> None:
+def test_asha_asked_by_the_threads_stops_the_worse_trial_and_ends_its_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """One trial at a time; the second's val_top1 is below the first's at the first rung, so Tune's ASHA stops it
     after its first epoch, while its job still runs (it paces its epochs): the driver ends that job."""
     path = _sweep(tmp_path, "asha", 2, scheduler="asha", max_concurrent_trials=1, grace_period=1,
                   reduction_factor=2)
-    os.environ["CONVSWEEP_TRIAL_JOB"] = "probejob:SlowProbeJob"
+    monkeypatch.setenv("CONVSWEEP_TRIAL_JOB", "probejob:SlowProbeJob")  # the driver's jobs get it (run_trial)
     result = run_sweep(path, show_progress=False)
     spec = load_sweep(path)
     good, bad = expand(spec)
@@ -113,10 +106,10 @@ def test_asha_asked_by_the_threads_stops_the_worse_trial_and_ends_its_job(tmp_pa
     assert sorted(again.skipped) == sorted([good.trial_key, bad.trial_key])
 
 
-def test_a_failed_attempt_is_retried_from_where_it_stopped(tmp_path: Path) -> None:
+def test_a_failed_attempt_is_retried_from_where_it_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """max_failures=1: the second attempt goes on from epoch 2 and MLflow has every epoch once; with
     max_failures=0 the same job ends the trial FAILED with its error."""
-    os.environ["CONVSWEEP_TRIAL_JOB"] = "probejob:FailOnceProbeJob"
+    monkeypatch.setenv("CONVSWEEP_TRIAL_JOB", "probejob:FailOnceProbeJob")
     path = _sweep(tmp_path, "retry", 1, max_failures=1)
     result = run_sweep(path, show_progress=False)
     spec = load_sweep(path)
