@@ -19,18 +19,23 @@ from trial_helpers import CPU, assert_same_weights, last_state, new_trial, tiny_
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+def _crash_after(epoch: int, spec: TrialSpec, trial: TrialDir, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Train ``trial`` until the injected crash after ``epoch``; the fault is gone for the next ``train``."""
+    monkeypatch.setenv(FAULT_ENV, f"crash:epoch={epoch}")
+    with pytest.raises(InjectedFault):
+        train(spec, CPU, trial)
+    monkeypatch.delenv(FAULT_ENV)
+
+
 def test_resume_after_crash_does_not_retrain_and_matches_uninterrupted(
     tmp_path: Path, uninterrupted: TrialDir, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     trial = new_trial(tmp_path, "crashy", tiny_spec())
-    monkeypatch.setenv(FAULT_ENV, "crash:epoch=1")
-    with pytest.raises(InjectedFault):
-        train(tiny_spec(), CPU, trial)
+    _crash_after(1, tiny_spec(), trial, monkeypatch)
     assert "InjectedFault" in trial.failure and not trial.is_done
     assert [r["epoch"] for r in trial.iter_metrics()] == [1]
     assert last_state(trial)["epoch"] == 1
 
-    monkeypatch.delenv(FAULT_ENV)
     train(tiny_spec(), CPU, trial)
     assert [r["epoch"] for r in trial.iter_metrics()] == [1, 2, 3]  # epoch 1 was not trained again
     assert trial.is_done and trial.failure is None
@@ -46,12 +51,9 @@ def test_torn_last_checkpoint_falls_back_to_prev(
     tmp_path: Path, uninterrupted: TrialDir, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     trial = new_trial(tmp_path, "torn", tiny_spec())
-    monkeypatch.setenv(FAULT_ENV, "crash:epoch=2")
-    with pytest.raises(InjectedFault):
-        train(tiny_spec(), CPU, trial)
+    _crash_after(2, tiny_spec(), trial, monkeypatch)
     data = trial.last_checkpoint.read_bytes()
     trial.last_checkpoint.write_bytes(data[: len(data) // 3])  # a write cut short by a node failure
-    monkeypatch.delenv(FAULT_ENV)
     train(tiny_spec(), CPU, trial)
     # epoch 2 ran again from prev.pt (epoch 1): its old record was dropped first, so each epoch is there once
     assert [r["epoch"] for r in trial.iter_metrics()] == [1, 2, 3]
@@ -62,16 +64,13 @@ def test_no_intact_checkpoint_restarts_from_scratch_with_a_clean_history(
     tmp_path: Path, uninterrupted: TrialDir, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     trial = new_trial(tmp_path, "all-torn", tiny_spec())
-    monkeypatch.setenv(FAULT_ENV, "crash:epoch=2")
-    with pytest.raises(InjectedFault):
-        train(tiny_spec(), CPU, trial)
+    _crash_after(2, tiny_spec(), trial, monkeypatch)
     for path in (trial.last_checkpoint, trial.prev_checkpoint):
         data = bytearray(path.read_bytes())
         data[len(data) // 2] ^= 0xFF  # still loads: only the checksum says the weights are not the saved ones
         path.write_bytes(bytes(data))
     with open(trial.metrics_path, "a", encoding="utf-8") as f:
         f.write('{"epoch": 3, "val_')  # and a line torn by the crash
-    monkeypatch.delenv(FAULT_ENV)
     train(tiny_spec(), CPU, trial)
     assert [r["epoch"] for r in trial.iter_metrics()] == [1, 2, 3]  # epochs 1-2 trained again, written once
     assert_same_weights(last_state(trial)["model"], last_state(uninterrupted)["model"])
@@ -83,13 +82,10 @@ def test_lost_metrics_line_is_recovered_and_eval_every_skips_validation(
 ) -> None:
     spec = tiny_spec(epochs=2, steps=1).model_copy(update={"eval_every": 2})
     trial = new_trial(tmp_path, "lost-line", spec)
-    monkeypatch.setenv(FAULT_ENV, "crash:epoch=1")
-    with pytest.raises(InjectedFault):
-        train(spec, CPU, trial)
+    _crash_after(1, spec, trial, monkeypatch)
     line = trial.read_metrics()[0]
     assert "val_top1" not in line and "val_top5" not in line  # epoch 1 is not a validation epoch
     trial.metrics_path.unlink()  # as if the crash came between the checkpoint and its metrics line
-    monkeypatch.delenv(FAULT_ENV)
     train(spec, CPU, trial)
     records = list(trial.iter_metrics())
     assert [r["epoch"] for r in records] == [1, 2]
@@ -126,10 +122,7 @@ def test_resume_puts_the_best_checkpoint_back_in_step(
 ) -> None:
     spec = tiny_spec(schedule=DIVERGING)
     trial = new_trial(tmp_path, "best-crash", spec)
-    monkeypatch.setenv(FAULT_ENV, "crash:epoch=2")
-    with pytest.raises(InjectedFault):
-        train(spec, CPU, trial)
-    monkeypatch.delenv(FAULT_ENV)
+    _crash_after(2, spec, trial, monkeypatch)
     assert [torch.load(p, weights_only=True)["epoch"] for p in (trial.best_checkpoint, trial.prev_best_checkpoint)] \
         == [2, 1]
 
